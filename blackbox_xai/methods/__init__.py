@@ -1,0 +1,33 @@
+"""Explanation methods, one file each, all behind ``Method.explain(model, image, target)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ParameterError
+from .base import Method
+from .occlusion import Occlusion
+from .rise import RISE
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion)}
+
+
+def list_methods() -> list[str]:
+    """Names accepted by :func:`blackbox_xai.explain` and the CLI's ``--method``."""
+    return sorted(METHODS)
+
+
+def make_method(name: str, **params: Any) -> Method:
+    """Instantiate a method by name with hyperparameters; a clear error for unknown names or parameters."""
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    if key not in METHODS:
+        raise ParameterError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
+    cls = METHODS[key]
+    try:
+        return cls(**params)
+    except TypeError as error:
+        valid = ", ".join(p for p in cls().get_params())
+        raise ParameterError(f"{name}: {error}; valid parameters: {valid}") from None
+
+
+__all__ = ["METHODS", "Method", "Occlusion", "RISE", "list_methods", "make_method"]

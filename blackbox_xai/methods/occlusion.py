@@ -1,0 +1,78 @@
+"""Occlusion: slide a patch over the image and record the score drop (Zeiler and Fergus, ECCV 2014)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..model.base import Model
+from ..targets import Target
+from .base import Method, Progress, check_score_kind, chunks, target_scores
+from .fill import check_fill, fill_image
+
+
+class Occlusion(Method):
+    """Saliency of a pixel = mean score drop over the occluding windows that cover it.
+
+    Windows of ``window`` pixels (at the model's resolution) slide by ``stride``; a last window is added flush
+    with the bottom and right borders so that every pixel is covered. Occluded pixels take the ``fill`` image.
+
+    Parameters
+    ----------
+    window : window size in pixels, an int or (height, width) (default 32 at the model resolution).
+    stride : step in pixels, an int or (y, x) (default 16: overlapping windows, averaged).
+    fill : "grey" (default), "black", "mean" (the image's mean colour) or "blur".
+    score : "probability" (default), "logit" or "raw".
+    """
+
+    name = "occlusion"
+
+    def __init__(
+        self,
+        window: int | tuple[int, int] = 32,
+        stride: int | tuple[int, int] = 16,
+        fill: str = "grey",
+        score: str = "probability",
+    ) -> None:
+        self.window = _pair(window, "window")
+        self.stride = _pair(stride, "stride")
+        self.fill = check_fill(fill)
+        self.score = check_score_kind(score)
+
+    def attribute(
+        self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        height, width = pixels.shape[:2]
+        win_h, win_w = min(self.window[0], height), min(self.window[1], width)
+        positions = [(y, x) for y in _starts(height, win_h, self.stride[0]) for x in _starts(width, win_w, self.stride[1])]
+        baseline = fill_image(pixels, self.fill)
+        clean = float(target.score(model.convert(clean_outputs[None], self.score))[0])
+        total = np.zeros((height, width), dtype=np.float64)
+        counts = np.zeros((height, width), dtype=np.float64)
+        for start, stop in chunks(len(positions), model.batch_size):
+            batch = np.repeat(pixels[None], stop - start, axis=0)
+            for image, (y, x) in zip(batch, positions[start:stop]):
+                image[y:y + win_h, x:x + win_w] = baseline[y:y + win_h, x:x + win_w]
+            drops = clean - target_scores(model, batch, target, self.score)
+            for drop, (y, x) in zip(drops, positions[start:stop]):
+                total[y:y + win_h, x:x + win_w] += drop
+                counts[y:y + win_h, x:x + win_w] += 1
+            progress(stop, len(positions))
+        saliency = total / counts
+        return saliency.astype(np.float32), {"clean_score": clean, "windows": len(positions)}
+
+
+def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or any(int(v) < 1 for v in pair):
+        raise ParameterError(f"{name} must be a positive int or a (height, width) pair, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _starts(length: int, window: int, stride: int) -> list[int]:
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
