@@ -1,0 +1,273 @@
+"""The command-line face of blackbox-xai: parse, call the library, print, exit code.
+
+Exit codes: 0 success, 1 bad input (one line on stderr says what and what to do), 2 bad command line,
+3 internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import BlackboxError, ParameterError
+from .image import load_image
+from .methods import METHODS, make_method
+from .model import InputSpec, Model, OnnxModel
+from .targets import parse_target
+
+log = logging.getLogger("blackbox_xai")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except BlackboxError as error:
+        print(f"blackbox-xai: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("blackbox-xai: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: still one line unless --debug asks for the traceback
+        if args.debug:
+            raise
+        print(f"blackbox-xai: internal error: {type(error).__name__}: {error} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blackbox-xai", description="Explain ONNX vision models without their source.")
+    parser.add_argument("--version", action="version", version=f"blackbox-xai {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log details and show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    explain = commands.add_parser("explain", help="explain images with one or more methods")
+    explain.add_argument("model", help="ONNX model file")
+    explain.add_argument("images", nargs="+", help="image files")
+    explain.add_argument("--method", default="rise", help=f"comma-separated methods ({', '.join(sorted(METHODS))})")
+    explain.add_argument("--target", default="top1", help="top1, a class INDEX, A,B (several classes) or P:Q (contrast)")
+    explain.add_argument("--out", default="blackbox-xai-output", help="output folder (default blackbox-xai-output)")
+    explain.add_argument("--seed", type=int, default=None, help="seed for the stochastic methods")
+    explain.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                         help="method hyperparameter, e.g. n_masks=2000 or rise.n_masks=2000 (repeatable)")
+    _add_model_arguments(explain)
+    explain.set_defaults(handler=run_explain)
+
+    info = commands.add_parser("info", help="describe a model: inputs, outputs, opset, ops, inferred spec")
+    info.add_argument("model", help="ONNX model file")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_arguments(info)
+    info.set_defaults(handler=run_info)
+
+    demo = commands.add_parser("demo", help="build the EfficientNet-Lite0 reference model and explain two photos")
+    demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    demo.add_argument("--n-masks", type=int, default=4000, help="RISE masks (default 4000)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--provider", default="cpu", help="cpu (default) or cuda")
+    demo.set_defaults(handler=run_demo)
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model input specification (override the --spec file)")
+    group.add_argument("--spec", help="JSON spec file (keys: input, output, size, layout, channel_order, "
+                                      "value_range, mean, std, dtype, labels)")
+    group.add_argument("--input", dest="input_name", help="name of the image input")
+    group.add_argument("--output", dest="output_name", help="name or index of the score output")
+    group.add_argument("--size", help="model input size H,W")
+    group.add_argument("--layout", choices=["NCHW", "NHWC"])
+    group.add_argument("--channel-order", choices=["RGB", "BGR"])
+    group.add_argument("--value-range", choices=["0,1", "0,255"], help="what 8-bit pixels are scaled to")
+    group.add_argument("--mean", help="per-channel mean, e.g. 0.485,0.456,0.406")
+    group.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")
+    group.add_argument("--labels", help="class names file, one per line")
+    group.add_argument("--batch-size", type=int, default=32, help="images per onnxruntime call (default 32)")
+    group.add_argument("--provider", default="cpu", help="cpu (default) or cuda")
+
+
+def _numbers(text: str | None, name: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ParameterError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def load_model_from_args(args: argparse.Namespace) -> OnnxModel:
+    """The model named on the command line, with the spec file and flags applied."""
+    spec = InputSpec.from_json(args.spec) if args.spec else InputSpec()
+    size = _numbers(args.size, "size")
+    overrides: dict[str, Any] = {
+        "input": args.input_name,
+        "output": int(args.output_name) if args.output_name and args.output_name.isdigit() else args.output_name,
+        "size": tuple(int(v) for v in size) if size else None,
+        "layout": args.layout,
+        "channel_order": args.channel_order,
+        "value_range": _numbers(args.value_range, "value-range"),
+        "mean": _numbers(args.mean, "mean"),
+        "std": _numbers(args.std, "std"),
+        "labels": args.labels,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        spec = spec.replace(**overrides)
+    return OnnxModel(args.model, spec=spec, providers=args.provider, batch_size=args.batch_size)
+
+
+def method_params(names: list[str], param_args: list[str], seed: int | None) -> dict[str, dict[str, Any]]:
+    """Hyperparameters per method from ``--param KEY=VALUE`` (or ``METHOD.KEY=VALUE``) and ``--seed``."""
+    accepted = {name: set(METHODS[name]().get_params()) for name in names}
+    params: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for item in param_args:
+        if "=" not in item:
+            raise ParameterError(f"--param takes KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        value = _parse_value(raw)
+        scope, _, key = key.rpartition(".")
+        targets = [scope] if scope else [n for n in names if key in accepted[n]]
+        if scope and scope not in params:
+            raise ParameterError(f"--param {item}: method {scope!r} is not among --method {','.join(names)}")
+        if not targets or any(key not in accepted[t] for t in targets):
+            raise ParameterError(f"--param {item}: no selected method takes {key!r}")
+        for name in targets:
+            params[name][key] = value
+    if seed is not None:
+        for name in names:
+            if "seed" in accepted[name]:
+                params[name]["seed"] = seed
+    return params
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _method_names(text: str) -> list[str]:
+    names = [n.strip().lower().replace("-", "").replace("_", "") for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in METHODS:
+            raise ParameterError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+    return list(dict.fromkeys(names))
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    names = _method_names(args.method)
+    params = method_params(names, args.param, args.seed)
+    methods = [make_method(name, **params[name]) for name in names]
+    target = parse_target(args.target)
+    images = [Path(p) for p in args.images]
+    for path in images:  # fail before any work on an image that cannot be decoded
+        load_image(path)
+    model = load_model_from_args(args)
+    explain_images(model, [(path.stem, path) for path in images], methods, target, Path(args.out))
+    return 0
+
+
+def explain_images(model: Model, images: list[tuple[str, Any]], methods: list, target: Any, out: Path) -> None:
+    """Explain each (name, image) with each method; write per-method files and a side-by-side PNG per image."""
+    from .fileio import write_atomic
+    from .render import encode_png, side_by_side
+
+    for stem, image in images:
+        explanations = []
+        for method in methods:
+            with _progress_bar(f"{stem} {method.name}") as progress:
+                explanation = method.explain(model, image, target=target, progress=progress)
+            explanation.save(out / f"{stem}_{method.name}")
+            explanations.append(explanation)
+            timing = explanation.timing
+            print(f"{stem}: {method.name} target {_target_text(explanation)}: {timing['forward_passes']} passes, "
+                  f"{timing['seconds']:.2f} s -> {out / (stem + '_' + method.name)}.{{png,npz,json}}")
+        panel = side_by_side(explanations[0].image, [e.saliency for e in explanations],
+                             [e.method for e in explanations])
+        write_atomic(out / f"{stem}_methods.png", encode_png(panel))
+
+
+def _target_text(explanation: Any) -> str:
+    names = explanation.labels
+    return ", ".join(f"{c} ({n})" if n != c else c for c, n in names.items())
+
+
+class _progress_bar:
+    """A tqdm bar on stderr (only on a terminal) fed by the methods' progress callback."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.bar = None
+
+    def __enter__(self):
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.description, leave=False, disable=None, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_info(args: argparse.Namespace) -> int:
+    info = load_model_from_args(args).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"model     {info['path']}")
+    print(f"producer  {info['producer'] or '-'}  (IR {info['ir_version']}, opset "
+          + ", ".join(f"{d} {v}" for d, v in info["opset"].items()) + ")")
+    for kind in ("inputs", "outputs"):
+        for value in info[kind]:
+            shape = "x".join("?" if d is None else str(d) for d in value["shape"])
+            print(f"{kind[:-1]:9} {value['name']}  {value['dtype']}  [{shape}]")
+    print(f"classes   {info['classes']} ({info['output_kind']})" + ("  fixed batch 1" if info["fixed_batch"] else ""))
+    print(f"nodes     {info['nodes']}: " + ", ".join(f"{op} {n}" for op, n in info["ops"].items()))
+    spec = {k: v for k, v in info["spec"].items() if v is not None}
+    print("spec      " + json.dumps(spec))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from . import zoo
+    from .methods import Occlusion, RISE
+
+    model = zoo.efficientnet_lite0(providers=args.provider)
+    print(f"model: {model.path} ({model.n_classes} ImageNet classes)")
+    out = Path(args.out)
+    images = [(name, zoo.sample_image(name)) for name in ("chelsea", "coffee")]
+    for name, image in images:
+        probabilities = model.scores(_model_view(model, image), "probability")[0]
+        top = np.argsort(probabilities)[::-1][:5]
+        print(f"{name}: top-5 " + "; ".join(f"{i} {model.class_name(i)} {probabilities[i]:.3f}" for i in top))
+    methods = [RISE(n_masks=args.n_masks, seed=args.seed), Occlusion()]
+    explain_images(model, images, methods, "top1", out)
+    print(f"wrote {out}/")
+    return 0
+
+
+def _model_view(model: Model, image: Any) -> np.ndarray:
+    from .image import resize_pixels
+
+    pixels = load_image(image)
+    return resize_pixels(pixels, model.input_size) if model.input_size else pixels
+
+
+if __name__ == "__main__":
+    sys.exit(main())
