@@ -22,7 +22,8 @@ class OnnxModel(Model):
 
     Parameters
     ----------
-    path : the .onnx file (external data next to it is found by onnxruntime).
+    path : the .onnx file (external data next to it is found by onnxruntime), or an in-memory
+        ``onnx.ModelProto`` (e.g. an edited graph).
     spec : what the graph does not say (mean/std, value range, channel order...); the rest is inferred.
     providers : "cpu" (default), "cuda", or a list of onnxruntime provider names.
     batch_size : images per onnxruntime call (default 32). Models exported with a fixed batch of 1 are run one
@@ -35,7 +36,7 @@ class OnnxModel(Model):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | Any,
         spec: InputSpec | None = None,
         providers: str | Sequence[str] | None = None,
         batch_size: int = 32,
@@ -44,10 +45,17 @@ class OnnxModel(Model):
         threads: int | None = None,
         output_kind: str | None = None,
     ) -> None:
-        self.path = Path(path)
+        if isinstance(path, (str, Path)):
+            self.path: Path | None = Path(path)
+            proto = _load_proto(self.path)
+            source: str | bytes = str(self.path)
+        else:
+            self.path, proto = None, path
+            source = proto.SerializeToString()
         spec = spec or InputSpec()
-        self._graph_summary = _read_graph_summary(self.path)
-        self.session = _create_session(self.path, providers, optimize, threads)
+        self._graph_summary = _graph_summary(proto, str(self.path or "model"))
+        del proto
+        self.session = _create_session(source, str(self.path or "model"), providers, optimize, threads)
         graph_input = self._choose_input(spec)
         spec = spec.merged_with_graph(graph_input)
         self.output_name = self._choose_output(spec.output)
@@ -120,7 +128,7 @@ class OnnxModel(Model):
         summary = dict(self._graph_summary)
         summary.pop("output_producers")
         return {
-            "path": str(self.path),
+            "path": str(self.path) if self.path else None,
             **summary,
             "providers": self.providers,
             "fixed_batch": self.fixed_batch,
@@ -135,8 +143,8 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def _read_graph_summary(path: Path) -> dict[str, Any]:
-    """Parse the ONNX file (weights kept external) and summarise it; refuse what is not a usable model."""
+def _load_proto(path: Path) -> Any:
+    """Parse the ONNX file, leaving external weights on disk; refuse what is not an ONNX file."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -150,9 +158,14 @@ def _read_graph_summary(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path} is not a valid ONNX model (truncated or corrupt?): {_first_line(error)}") from None
     except OSError as error:
         raise ModelError(f"cannot read model {path}: {error.strerror or error}") from None
+    return proto
+
+
+def _graph_summary(proto: Any, name: str) -> dict[str, Any]:
+    """Inputs, outputs, opset, producer and op histogram of a model; refuse a model without a graph."""
     graph = proto.graph
     if not graph.node or not graph.output:
-        raise ModelError(f"{path} is not an ONNX model with a graph (no nodes or no outputs)")
+        raise ModelError(f"{name} is not an ONNX model with a graph (no nodes or no outputs)")
     initializers = {init.name for init in graph.initializer}
 
     def describe(value: Any) -> dict[str, Any]:
@@ -173,7 +186,9 @@ def _read_graph_summary(path: Path) -> dict[str, Any]:
     }
 
 
-def _create_session(path: Path, providers: str | Sequence[str] | None, optimize: bool, threads: int | None):
+def _create_session(
+    source: str | bytes, name: str, providers: str | Sequence[str] | None, optimize: bool, threads: int | None
+):
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -200,6 +215,6 @@ def _create_session(path: Path, providers: str | Sequence[str] | None, optimize:
     if threads:
         options.intra_op_num_threads = int(threads)
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        return ort.InferenceSession(source, sess_options=options, providers=chosen)
     except Exception as error:  # onnxruntime raises its own exception types
-        raise ModelError(f"onnxruntime cannot load {path}: {_first_line(error)}") from None
+        raise ModelError(f"onnxruntime cannot load {name}: {_first_line(error)}") from None
