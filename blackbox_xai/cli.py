@@ -179,7 +179,10 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def explain_images(model: Model, images: list[tuple[str, Any]], methods: list, target: Any, out: Path) -> None:
-    """Explain each (name, image) with each method; write per-method files and a side-by-side PNG per image."""
+    """Explain each (name, image) with each method; write per-method files and a side-by-side PNG per image.
+
+    An image's files are written only once all its methods have succeeded, each file atomically.
+    """
     from .fileio import write_atomic
     from .render import encode_png, side_by_side
 
@@ -187,12 +190,13 @@ def explain_images(model: Model, images: list[tuple[str, Any]], methods: list, t
         explanations = []
         for method in methods:
             with _progress_bar(f"{stem} {method.name}") as progress:
-                explanation = method.explain(model, image, target=target, progress=progress)
-            explanation.save(out / f"{stem}_{method.name}")
-            explanations.append(explanation)
+                explanations.append(method.explain(model, image, target=target, progress=progress))
+        for explanation in explanations:
+            prefix = out / f"{stem}_{explanation.method}"
+            explanation.save(prefix)
             timing = explanation.timing
-            print(f"{stem}: {method.name} target {_target_text(explanation)}: {timing['forward_passes']} passes, "
-                  f"{timing['seconds']:.2f} s -> {out / (stem + '_' + method.name)}.{{png,npz,json}}")
+            print(f"{stem}: {explanation.method} target {_target_text(explanation)}: {timing['forward_passes']} "
+                  f"passes, {timing['seconds']:.2f} s -> {prefix}.{{png,npz,json}}")
         panel = side_by_side(explanations[0].image, [e.saliency for e in explanations],
                              [e.method for e in explanations])
         write_atomic(out / f"{stem}_methods.png", encode_png(panel))

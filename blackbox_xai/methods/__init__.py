@@ -25,7 +25,9 @@ def make_method(name: str, **params: Any) -> Method:
     cls = METHODS[key]
     try:
         return cls(**params)
-    except TypeError as error:
+    except ParameterError:
+        raise
+    except (TypeError, ValueError, OverflowError) as error:  # unknown keyword, or a value int()/float() refuses
         valid = ", ".join(p for p in cls().get_params())
         raise ParameterError(f"{name}: {error}; valid parameters: {valid}") from None
 

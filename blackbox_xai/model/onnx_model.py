@@ -52,6 +52,7 @@ class OnnxModel(Model):
         else:
             self.path, proto = None, path
             source = proto.SerializeToString()
+        self._source = source
         spec = spec or InputSpec()
         self._graph_summary = _graph_summary(proto, str(self.path or "model"))
         del proto
@@ -122,6 +123,14 @@ class OnnxModel(Model):
         if output not in names:
             raise SpecError(f"model has no output {output!r}; its outputs are {names}")
         return output
+
+    def proto(self) -> Any:
+        """The model's graph as a fresh ``onnx.ModelProto`` (edit it freely: the session is not affected)."""
+        import onnx
+
+        if isinstance(self._source, bytes):
+            return onnx.load_model_from_string(self._source)
+        return onnx.load(self._source)
 
     def info(self) -> dict[str, Any]:
         """Inputs, outputs, opset, producer, op histogram and the resolved input spec."""
