@@ -6,10 +6,11 @@ from typing import Any
 
 from ..errors import ParameterError
 from .base import Method
+from .baselines import CentreMap, RandomMap
 from .occlusion import Occlusion
 from .rise import RISE
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion, RandomMap, CentreMap)}
 
 
 def list_methods() -> list[str]:
@@ -32,4 +33,4 @@ def make_method(name: str, **params: Any) -> Method:
         raise ParameterError(f"{name}: {error}; valid parameters: {valid}") from None
 
 
-__all__ = ["METHODS", "Method", "Occlusion", "RISE", "list_methods", "make_method"]
+__all__ = ["METHODS", "CentreMap", "Method", "Occlusion", "RISE", "RandomMap", "list_methods", "make_method"]

@@ -1,0 +1,191 @@
+"""Layer discovery: which activations a CAM method can use, and a sensible default.
+
+A candidate layer is a 4-D floating activation (N, C, H, W) computed from the model input, with a spatial extent
+larger than one pixel, named by its tensor and the node that produces it. The default is the last candidate
+before the model's global pooling: a ``GlobalAveragePool``/``GlobalMaxPool``, a ``ReduceMean``/``ReduceMax``/
+``ReduceSum`` over the spatial axes, an ``AveragePool``/``MaxPool`` that covers the whole map, or a
+``Flatten``/``Reshape`` of the map that feeds a ``Gemm``/``MatMul`` (classic VGG-style classifiers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from onnx import ModelProto, NodeProto, helper
+
+from ..errors import ModelError
+from .analysis import (
+    Dim,
+    Runner,
+    TensorInfo,
+    ancestor_nodes,
+    constant_value,
+    consumers,
+    depends_on_input,
+    tensor_info,
+    topological_order,
+)
+
+__all__ = ["Layer", "candidate_layers", "default_layer", "global_pooling_inputs"]
+
+POOL_OPS = ("AveragePool", "MaxPool", "LpPool")
+GLOBAL_OPS = ("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
+REDUCE_OPS = ("ReduceMean", "ReduceMax", "ReduceSum")
+PASS_THROUGH = ("Dropout", "Identity", "Cast")
+CLASSIFIER_OPS = ("Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A candidate target layer: the activation ``tensor`` produced by node ``node`` (an ``op_type``) with
+    ``shape`` (N, C, H, W); ``position`` is the producer's index in topological order."""
+
+    tensor: str
+    op_type: str
+    node: str
+    shape: tuple[Dim, ...]
+    position: int
+
+    @property
+    def channels(self) -> Dim:
+        return self.shape[1]
+
+    @property
+    def spatial(self) -> tuple[Dim, Dim]:
+        return self.shape[2], self.shape[3]
+
+    def __str__(self) -> str:
+        dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.tensor} ({self.op_type}, {dims})"
+
+
+def candidate_layers(
+    model: ModelProto,
+    input_name: str | None = None,
+    run: Runner | None = None,
+    infos: dict[str, TensorInfo] | None = None,
+) -> list[Layer]:
+    """The 4-D activations computed from the input, in topological order.
+
+    ``run`` (optional) measures shapes that shape inference leaves unknown (see
+    :func:`~blackbox_xai.graph.analysis.tensor_info`); ``infos`` reuses shapes already computed.
+    """
+    dependent = depends_on_input(model, input_name)
+    order = topological_order(model)
+    if infos is None:
+        names = [name for node in order for name in node.output if name in dependent]
+        infos = tensor_info(model, names, run=run)
+    layers: list[Layer] = []
+    for position, node in enumerate(order):
+        for name in node.output:
+            info = infos.get(name)
+            if not name or name not in dependent or info is None or not info.is_float or info.rank != 4:
+                continue
+            height, width = info.shape[2], info.shape[3]
+            if isinstance(height, int) and isinstance(width, int) and height * width <= 1:
+                continue
+            layers.append(Layer(name, node.op_type, node.name, tuple(info.shape), position))
+    return layers
+
+
+def global_pooling_inputs(model: ModelProto, infos: dict[str, TensorInfo]) -> list[tuple[NodeProto, str]]:
+    """``(node, pooled tensor)`` for every node that pools a 4-D map to one value per channel, or hands the whole
+    map to a fully connected layer, in topological order."""
+    found: list[tuple[NodeProto, str]] = []
+    readers = consumers(model)
+    for node in topological_order(model):
+        if not node.input or node.domain not in ("", "ai.onnx"):
+            continue
+        data = node.input[0]
+        info = infos.get(data)
+        if info is None or info.rank != 4:
+            continue
+        if node.op_type in GLOBAL_OPS:
+            found.append((node, data))
+        elif node.op_type in REDUCE_OPS and _reduces_spatial(model, node):
+            found.append((node, data))
+        elif node.op_type in POOL_OPS and _covers_map(node, info, infos.get(node.output[0])):
+            found.append((node, data))
+        elif node.op_type in ("Flatten", "Reshape") and _spatial(info) and _feeds_classifier(node, readers):
+            found.append((node, data))
+    return found
+
+
+def default_layer(
+    model: ModelProto,
+    input_name: str | None = None,
+    run: Runner | None = None,
+    layers: Sequence[Layer] | None = None,
+) -> Layer:
+    """The last candidate layer before global pooling (the last candidate when no pooling is found).
+
+    Raises :class:`ModelError` when the model has no 4-D activation with a spatial extent.
+    """
+    dependent = depends_on_input(model, input_name)
+    names = [name for node in topological_order(model) for name in node.output if name in dependent]
+    infos = tensor_info(model, names, run=run)
+    layers = list(layers) if layers is not None else candidate_layers(model, input_name, infos=infos)
+    if not layers:
+        raise ModelError(
+            "the model has no 4-D activation (N, C, H, W) with a spatial extent computed from its input: "
+            "no layer for a CAM method"
+        )
+    by_tensor = {layer.tensor: layer for layer in layers}
+    pools = [(node, data) for node, data in global_pooling_inputs(model, infos) if data in dependent]
+    if not pools:
+        return layers[-1]
+    _, pooled = pools[-1]
+    if pooled in by_tensor:
+        return by_tensor[pooled]
+    upstream = {name for node in ancestor_nodes(model, [pooled]) for name in node.output}
+    before = [layer for layer in layers if layer.tensor in upstream]
+    return before[-1] if before else layers[-1]
+
+
+def _spatial(info: TensorInfo) -> bool:
+    height, width = info.shape[2], info.shape[3]
+    return not (isinstance(height, int) and isinstance(width, int) and height * width <= 1)
+
+
+def _reduces_spatial(model: ModelProto, node: NodeProto) -> bool:
+    axes = None
+    for attribute in node.attribute:
+        if attribute.name == "axes":
+            axes = list(attribute.ints)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        value = constant_value(model, node.input[1])
+        axes = None if value is None else [int(v) for v in value.ravel()]
+    if axes is None:  # no axes: all reduced (unless noop_with_empty_axes, which keeps the map)
+        noop = any(a.name == "noop_with_empty_axes" and a.i == 1 for a in node.attribute)
+        return not noop
+    return {2, 3} <= {a % 4 for a in axes}
+
+
+def _covers_map(node: NodeProto, info: TensorInfo, out: TensorInfo | None) -> bool:
+    if out is not None and out.rank == 4 and out.shape[2] == 1 and out.shape[3] == 1 and _spatial(info):
+        return True
+    kernel = next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "kernel_shape"), None)
+    height, width = info.shape[2], info.shape[3]
+    return (
+        kernel is not None
+        and len(kernel) == 2
+        and isinstance(height, int)
+        and isinstance(width, int)
+        and height * width > 1
+        and kernel[0] >= height
+        and kernel[1] >= width
+    )
+
+
+def _feeds_classifier(node: NodeProto, readers: dict[str, list[NodeProto]]) -> bool:
+    """True when the node's output reaches a Gemm/MatMul directly or through Dropout/Identity/Cast."""
+    frontier = [node.output[0]]
+    for _ in range(4):
+        following = [reader for name in frontier for reader in readers.get(name, [])]
+        if any(reader.op_type in CLASSIFIER_OPS for reader in following):
+            return True
+        frontier = [reader.output[0] for reader in following if reader.op_type in PASS_THROUGH and reader.output]
+        if not frontier:
+            return False
+    return False

@@ -1,0 +1,68 @@
+"""Reference maps that use no evidence, to score real methods against: a random map and a centre prior."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..image import resize_map
+from ..model.base import Model
+from ..targets import Target
+from .base import Method, Progress
+
+
+class RandomMap(Method):
+    """Uniform random saliency (seeded): the floor every faithful method must beat.
+
+    By default the noise is drawn on a ``cells`` x ``cells`` grid and bilinearly upsampled, so that the random map
+    is as smooth as a typical explanation: per-pixel white noise (``cells=0``) scores unfairly well on deletion,
+    because deleting scattered pixels destroys any image quickly (an out-of-distribution artefact, not evidence).
+
+    Parameters
+    ----------
+    cells : grid of the random values (default 7); 0 = one value per pixel.
+    seed : random seed (default 0).
+    """
+
+    name = "random"
+
+    def __init__(self, cells: int = 7, seed: int = 0) -> None:
+        if int(cells) < 0:
+            raise ParameterError(f"cells must be 0 (per pixel) or positive, got {cells}")
+        self.cells = int(cells)
+        self.seed = int(seed)
+
+    def attribute(
+        self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        rng = np.random.default_rng(self.seed)
+        height, width = pixels.shape[:2]
+        if self.cells == 0:
+            return rng.random((height, width), dtype=np.float32), {}
+        grid = rng.random((self.cells, self.cells), dtype=np.float32)
+        return resize_map(grid, (height, width)), {}
+
+
+class CentreMap(Method):
+    """A Gaussian centred on the image (sigma = ``sigma`` x the image size): the centre-bias baseline of the
+    pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016).
+
+    Parameters
+    ----------
+    sigma : standard deviation as a fraction of the image height and width (default 0.25).
+    """
+
+    name = "centre"
+
+    def __init__(self, sigma: float = 0.25) -> None:
+        self.sigma = float(sigma)
+
+    def attribute(
+        self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        height, width = pixels.shape[:2]
+        y = (np.arange(height) + 0.5 - height / 2) / (self.sigma * height)
+        x = (np.arange(width) + 0.5 - width / 2) / (self.sigma * width)
+        return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32), {}
