@@ -69,6 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(info)
     info.set_defaults(handler=run_info)
 
+    evaluate = commands.add_parser("evaluate", help="explain images and score the explanations with metrics")
+    evaluate.add_argument("model", help="ONNX model file")
+    evaluate.add_argument("images", nargs="+", help="image files")
+    evaluate.add_argument("--method", default="rise", help="comma-separated methods (random and centre are baselines)")
+    evaluate.add_argument("--metric", default="deletion,insertion",
+                          help="comma-separated metrics (see the library's list_metrics())")
+    evaluate.add_argument("--mask", action="append", default=[],
+                          help="ground-truth mask: one file per image (repeat, in image order) or a folder holding "
+                               "<image stem>.png; bright = object")
+    evaluate.add_argument("--target", default="top1", help="top1, INDEX, A,B or P:Q")
+    evaluate.add_argument("--out", default="blackbox-xai-evaluation", help="folder for evaluation.csv and .json")
+    evaluate.add_argument("--seed", type=int, default=None, help="seed for the stochastic methods")
+    evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                          help="method hyperparameter (as for explain)")
+    _add_model_arguments(evaluate)
+    evaluate.set_defaults(handler=run_evaluate)
+
     demo = commands.add_parser("demo", help="build the EfficientNet-Lite0 reference model and explain two photos")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("--n-masks", type=int, default=4000, help="RISE masks (default 4000)")
@@ -227,6 +244,68 @@ class _progress_bar:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _masks_for(images: list[Path], masks: list[str]) -> list[Path | None]:
+    if not masks:
+        return [None] * len(images)
+    if len(masks) == 1 and Path(masks[0]).is_dir():
+        folder = Path(masks[0])
+        found = [folder / f"{image.stem}.png" for image in images]
+        missing = [str(path) for path in found if not path.exists()]
+        if missing:
+            raise ParameterError(f"no mask for {len(missing)} image(s) in {folder}, e.g. {missing[0]}")
+        return list(found)
+    if len(masks) != len(images):
+        raise ParameterError(f"got {len(masks)} --mask files for {len(images)} images: give one per image or a folder")
+    return [Path(mask) for mask in masks]
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+    from .evaluation import _metric_names as metric_names
+    from .fileio import write_atomic
+
+    names = _method_names(args.method)
+    params = method_params(names, args.param, args.seed)
+    methods = [make_method(name, **params[name]) for name in names]
+    metrics = metric_names(args.metric.split(","))
+    target = parse_target(args.target)
+    images = [Path(p) for p in args.images]
+    masks = _masks_for(images, args.mask)
+    for path in images:
+        load_image(path)
+    model = load_model_from_args(args)
+    rows = []
+    for path, mask in zip(images, masks):
+        for method in methods:
+            with _progress_bar(f"{path.stem} {method.name}") as progress:
+                explanation = method.explain(model, path, target=target, progress=progress)
+            scores = evaluate(model, path, explanation, metrics=metrics, mask=mask)
+            rows.append({"image": str(path), "method": method.name, "target": json.dumps(explanation.target),
+                         **{m: scores[m] for m in metrics}})
+    out = Path(args.out)
+    header = ["image", "method", "target", *metrics]
+    csv_lines = [",".join(header)] + [",".join(_csv_field(row[h]) for h in header) for row in rows]
+    write_atomic(out / "evaluation.csv", ("\n".join(csv_lines) + "\n").encode())
+    write_atomic(out / "evaluation.json", json.dumps(rows, indent=2).encode())
+    print(_table(header, rows))
+    print(f"wrote {out / 'evaluation.csv'} and {out / 'evaluation.json'}")
+    return 0
+
+
+def _csv_field(value: Any) -> str:
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\n') else text
+
+
+def _table(header: list[str], rows: list[dict[str, Any]]) -> str:
+    cells = [[Path(str(row[h])).name if h == "image" else (f"{row[h]:.4f}" if isinstance(row[h], float) else str(row[h]))
+              for h in header] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -32,6 +32,9 @@ class OnnxModel(Model):
     optimize : onnxruntime graph optimisations (default True; turn off for exact numerical comparisons).
     threads : intra-op threads (default: onnxruntime's choice, all cores).
     output_kind : "logits" or "probabilities" to override detection.
+    dynamic_batch : for a model exported with a fixed batch of 1, rewrite the graph so that it takes any batch
+        (:func:`blackbox_xai.graph.dynamic_batch`), kept only when a 2-image batch matches per-image runs; else
+        the images are run one at a time (default True). ``batch_rewrite`` says what happened.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class OnnxModel(Model):
         optimize: bool = True,
         threads: int | None = None,
         output_kind: str | None = None,
+        dynamic_batch: bool = True,
     ) -> None:
         if isinstance(path, (str, Path)):
             self.path: Path | None = Path(path)
@@ -56,7 +60,8 @@ class OnnxModel(Model):
         spec = spec or InputSpec()
         self._graph_summary = _graph_summary(proto, str(self.path or "model"))
         del proto
-        self.session = _create_session(source, str(self.path or "model"), providers, optimize, threads)
+        self._session_settings = (providers, optimize, threads)
+        self.session = self.make_session(source)
         graph_input = self._choose_input(spec)
         spec = spec.merged_with_graph(graph_input)
         self.output_name = self._choose_output(spec.output)
@@ -65,9 +70,33 @@ class OnnxModel(Model):
         if self.fixed_batch not in (None, 1):
             raise ModelError(f"model input has a fixed batch of {self.fixed_batch}; only 1 or dynamic is supported")
         self._check_single_input(graph_input.name)
+        self.batch_rewrite: str | None = None
+        if self.fixed_batch == 1 and dynamic_batch:
+            self._make_batch_dynamic()
         producer_op = self._graph_summary["output_producers"].get(self.output_name)
         declared = output_kind or ("probabilities" if producer_op == "Softmax" else None)
         self._probe(declared)
+
+    def make_session(self, source: str | bytes | Any) -> Any:
+        """An onnxruntime session for ``source`` (a path, serialised bytes or a ModelProto) with this model's
+        providers, optimisation level and threads."""
+        if not isinstance(source, (str, bytes)):
+            source = source.SerializeToString()
+        return _create_session(source, str(self.path or "model"), *self._session_settings)
+
+    def _make_batch_dynamic(self) -> None:
+        from .. import graph
+
+        proto = self.proto()
+        size = self.spec.size or (32, 32)
+        probe = np.random.default_rng(0).uniform(0, 255, (2, size[0], size[1], 3)).astype(np.float32)
+        rewritten, check = graph.dynamic_batch(proto, {self.spec.input: to_model_input(probe, self.spec)},
+                                               graph.onnxruntime_runner(), input_name=self.spec.input)
+        self.batch_rewrite = check.message
+        if check.ok:
+            self._source = rewritten.SerializeToString()
+            self.session = self.make_session(self._source)
+            self.fixed_batch = None
 
     @property
     def providers(self) -> list[str]:
