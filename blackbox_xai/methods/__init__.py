@@ -7,10 +7,14 @@ from typing import Any
 from ..errors import ParameterError
 from .base import Method
 from .baselines import CentreMap, RandomMap
+from .cam import (CAM, AblationCAM, CounterfactualCAM, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
+                  ScoreCAM, XGradCAM)
+from .cam import CAM_METHODS
 from .occlusion import Occlusion
 from .rise import RISE
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion, RandomMap, CentreMap)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion, *CAM_METHODS, RandomMap, CentreMap)}
+ALIASES = {"gradcam++": "gradcampp", "gradcamplusplus": "gradcampp", "counterfactualcam": "counterfactual"}
 
 
 def list_methods() -> list[str]:
@@ -18,12 +22,18 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-def make_method(name: str, **params: Any) -> Method:
-    """Instantiate a method by name with hyperparameters; a clear error for unknown names or parameters."""
-    key = name.strip().lower().replace("-", "").replace("_", "")
+def canonical_name(name: str) -> str:
+    """The registered name of a method ("Grad-CAM++" -> "gradcampp"); ParameterError for unknown names."""
+    key = name.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+    key = ALIASES.get(key, key)
     if key not in METHODS:
         raise ParameterError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
-    cls = METHODS[key]
+    return key
+
+
+def make_method(name: str, **params: Any) -> Method:
+    """Instantiate a method by name with hyperparameters; a clear error for unknown names or parameters."""
+    cls = METHODS[canonical_name(name)]
     try:
         return cls(**params)
     except ParameterError:
@@ -33,4 +43,6 @@ def make_method(name: str, **params: Any) -> Method:
         raise ParameterError(f"{name}: {error}; valid parameters: {valid}") from None
 
 
-__all__ = ["METHODS", "CentreMap", "Method", "Occlusion", "RISE", "RandomMap", "list_methods", "make_method"]
+__all__ = ["CAM", "METHODS", "AblationCAM", "CentreMap", "CounterfactualCAM", "EigenCAM", "GradCAM",
+           "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "Method", "Occlusion", "RISE", "RandomMap", "ScoreCAM",
+           "XGradCAM", "canonical_name", "list_methods", "make_method"]

@@ -67,6 +67,8 @@ class Method(ABC):
         resolved = resolve_target(target, clean_outputs)
         saliency, extras = self.attribute(model, pixels, resolved, clean_outputs, progress or _no_progress)
         saliency = resize_map(np.asarray(saliency, dtype=np.float32), original.shape[:2])
+        # A method may resolve defaults ("auto", None) to what it used: recorded so the call can be repeated.
+        params = {**self.get_params(), **extras.pop("resolved_params", {})}
         timing = {
             "seconds": time.perf_counter() - began,
             "forward_passes": model.forward_passes - passes_before,
@@ -77,7 +79,7 @@ class Method(ABC):
             saliency=saliency,
             target=resolved.to_json(),
             method=self.name,
-            params=self.get_params(),
+            params=params,
             scores=clean_outputs,
             extras=extras,
             timing=timing,

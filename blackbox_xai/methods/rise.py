@@ -66,12 +66,31 @@ class RISE(Method):
         total = np.zeros(height * width, dtype=np.float64)
         for start, stop in chunks(self.n_masks, model.batch_size):
             masks = generate_masks(rng, stop - start, self.cells, self.p_keep, (height, width))
-            batch = baseline + masks[..., None] * difference
+            batch = perturb(masks, baseline, difference)
             scores = target_scores(model, batch, target, self.score)
             total += scores.astype(np.float64) @ masks.reshape(len(masks), -1)
             progress(stop, self.n_masks)
         saliency = (total / (self.n_masks * self.p_keep)).reshape(height, width)
         return saliency.astype(np.float32), {}
+
+
+def perturb(masks: np.ndarray, baseline: np.ndarray, difference: np.ndarray) -> np.ndarray:
+    """``baseline + masks[..., None] * difference``: the masked images (n, h, w, 3).
+
+    For float32 images this runs per image with OpenCV, which multiplies and adds element by element in float32
+    exactly as numpy does (so the values are the same) but several times faster than numpy's broadcast over the
+    3-wide channel axis; the addition is skipped when the baseline is all zeros (the "black" fill).
+    """
+    if difference.dtype != np.float32 or baseline.dtype != np.float32 or masks.dtype != np.float32:
+        return baseline + masks[..., None] * difference
+    difference, baseline = np.ascontiguousarray(difference), np.ascontiguousarray(baseline)
+    add = bool(baseline.any())
+    batch = np.empty(masks.shape + difference.shape[2:], dtype=np.float32)
+    for mask, image in zip(masks, batch):
+        cv2.multiply(difference, cv2.merge((mask, mask, mask)), dst=image)
+        if add:
+            cv2.add(image, baseline, dst=image)
+    return batch
 
 
 def generate_masks(

@@ -276,10 +276,20 @@ def _reduces_hw(node: Any, constant: Callable[[str], np.ndarray | None]) -> bool
 
 
 def _covers(node: Any, shape: tuple[Any, ...]) -> bool:
-    """An AveragePool whose single window is the whole (h, w) map, without padding."""
+    """An AveragePool that averages the whole (h, w) map in one window: kernel = map without padding, or a
+    padded window over the map with padding not counted (count_include_pad=0), one output position."""
     attrs = {a.name: a for a in node.attribute}
+    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+        return False
     kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else []
-    pads = list(attrs["pads"].ints) if "pads" in attrs else []
+    pads = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
+    strides = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
     auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
-    return (len(shape) == 4 and kernel == [shape[2], shape[3]] and not any(pads)
-            and auto_pad in ("NOTSET", "VALID"))
+    include_pad = bool(attrs["count_include_pad"].i) if "count_include_pad" in attrs else False
+    if auto_pad not in ("NOTSET", "VALID") or len(kernel) != 2:
+        return False
+    if not any(pads):
+        return kernel == [shape[2], shape[3]]
+    outputs = [(shape[2 + i] + pads[i] + pads[i + 2] - kernel[i]) // strides[i] + 1 for i in range(2)]
+    inside = all(pads[i] < kernel[i] and kernel[i] - pads[i] >= shape[2 + i] for i in range(2))
+    return outputs == [1, 1] and inside and not include_pad

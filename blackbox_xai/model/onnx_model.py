@@ -84,6 +84,17 @@ class OnnxModel(Model):
             source = source.SerializeToString()
         return _create_session(source, str(self.path or "model"), *self._session_settings)
 
+    def layer_model(self, layer: str | None = None) -> Any:
+        """The model split at ``layer`` (default: the last spatial layer before global pooling), built once and
+        cached: a :class:`~blackbox_xai.model.layer_model.LayerModel`."""
+        from .layer_model import LayerModel
+
+        cache = self.__dict__.setdefault("_layer_models", {})
+        if layer not in cache:
+            built = LayerModel(self, layer)
+            cache[layer] = cache[built.layer.tensor] = built
+        return cache[layer]
+
     def _make_batch_dynamic(self) -> None:
         from .. import graph
 
