@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import methods
+from . import evaluation, graph, groundtruth, methods, zoo
 from .errors import BlackboxError
+from .evaluation import evaluate, list_metrics
 from .explanation import Explanation
 from .image import ImageSource, load_image
 from .methods import list_methods, make_method
@@ -58,9 +59,15 @@ __all__ = [
     "InputSpec",
     "Model",
     "OnnxModel",
+    "evaluate",
+    "evaluation",
     "explain",
+    "graph",
+    "groundtruth",
     "list_methods",
+    "list_metrics",
     "load_image",
     "load_model",
     "methods",
+    "zoo",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 from . import __version__
 from .errors import BlackboxError, ParameterError
 from .image import load_image
-from .methods import METHODS, make_method
+from .methods import METHODS, canonical_name, make_method
 from .model import InputSpec, Model, OnnxModel
 from .targets import parse_target
 
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("blackbox-xai: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a program that stopped reading (e.g. head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:  # a bug: still one line unless --debug asks for the traceback
         if args.debug:
             raise
@@ -60,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=None, help="seed for the stochastic methods")
     explain.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                          help="method hyperparameter, e.g. n_masks=2000 or rise.n_masks=2000 (repeatable)")
+    explain.add_argument("--layer", help="target layer (tensor name) of the CAM methods; see: blackbox-xai layers")
     _add_model_arguments(explain)
     explain.set_defaults(handler=run_explain)
 
@@ -83,8 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=None, help="seed for the stochastic methods")
     evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                           help="method hyperparameter (as for explain)")
+    evaluate.add_argument("--layer", help="target layer (tensor name) of the CAM methods")
     _add_model_arguments(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
+
+    layers = commands.add_parser("layers", help="list the candidate target layers of the CAM methods")
+    layers.add_argument("model", help="ONNX model file")
+    layers.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_arguments(layers)
+    layers.set_defaults(handler=run_layers)
 
     demo = commands.add_parser("demo", help="build the EfficientNet-Lite0 reference model and explain two photos")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
@@ -142,8 +154,10 @@ def load_model_from_args(args: argparse.Namespace) -> OnnxModel:
     return OnnxModel(args.model, spec=spec, providers=args.provider, batch_size=args.batch_size)
 
 
-def method_params(names: list[str], param_args: list[str], seed: int | None) -> dict[str, dict[str, Any]]:
-    """Hyperparameters per method from ``--param KEY=VALUE`` (or ``METHOD.KEY=VALUE``) and ``--seed``."""
+def method_params(names: list[str], param_args: list[str], seed: int | None, layer: str | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """Hyperparameters per method from ``--param KEY=VALUE`` (or ``METHOD.KEY=VALUE``), ``--seed`` and
+    ``--layer``."""
     accepted = {name: set(METHODS[name]().get_params()) for name in names}
     params: dict[str, dict[str, Any]] = {name: {} for name in names}
     for item in param_args:
@@ -159,10 +173,14 @@ def method_params(names: list[str], param_args: list[str], seed: int | None) -> 
             raise ParameterError(f"--param {item}: no selected method takes {key!r}")
         for name in targets:
             params[name][key] = value
-    if seed is not None:
-        for name in names:
-            if "seed" in accepted[name]:
-                params[name]["seed"] = seed
+    for key, value in (("seed", seed), ("layer", layer)):
+        if value is None:
+            continue
+        takers = [name for name in names if key in accepted[name]]
+        if not takers:
+            raise ParameterError(f"--{key} given but no selected method takes a {key}")
+        for name in takers:
+            params[name][key] = value
     return params
 
 
@@ -175,16 +193,12 @@ def _parse_value(raw: str) -> Any:
 
 
 def _method_names(text: str) -> list[str]:
-    names = [n.strip().lower().replace("-", "").replace("_", "") for n in text.split(",") if n.strip()]
-    for name in names:
-        if name not in METHODS:
-            raise ParameterError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(canonical_name(n) for n in text.split(",") if n.strip()))
 
 
 def run_explain(args: argparse.Namespace) -> int:
     names = _method_names(args.method)
-    params = method_params(names, args.param, args.seed)
+    params = method_params(names, args.param, args.seed, args.layer)
     methods = [make_method(name, **params[name]) for name in names]
     target = parse_target(args.target)
     images = [Path(p) for p in args.images]
@@ -267,7 +281,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .fileio import write_atomic
 
     names = _method_names(args.method)
-    params = method_params(names, args.param, args.seed)
+    params = method_params(names, args.param, args.seed, args.layer)
     methods = [make_method(name, **params[name]) for name in names]
     metrics = metric_names(args.metric.split(","))
     target = parse_target(args.target)
@@ -324,6 +338,29 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"nodes     {info['nodes']}: " + ", ".join(f"{op} {n}" for op, n in info["ops"].items()))
     spec = {k: v for k, v in info["spec"].items() if v is not None}
     print("spec      " + json.dumps(spec))
+    return 0
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    from . import graph
+
+    model = load_model_from_args(args)
+    proto = graph.move_initializers_out_of_inputs(model.proto())
+    candidates = graph.candidate_layers(proto, model.spec.input)
+    default = graph.default_layer(proto, model.spec.input, layers=candidates) if candidates else None
+    rows = [{"tensor": layer.tensor, "op": layer.op_type, "node": layer.node,
+             "shape": [d if isinstance(d, int) else None for d in layer.shape],
+             "default": default is not None and layer.tensor == default.tensor} for layer in candidates]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no candidate layer: the model has no 4-D activation with a spatial extent")
+        return 0
+    for row in rows:
+        shape = "x".join("?" if d is None else str(d) for d in row["shape"])
+        print(f"{'*' if row['default'] else ' '} {row['tensor']}  {row['op']}  {shape}")
+    print("* = default layer of the CAM methods (the last spatial layer before global pooling)")
     return 0
 
 
