@@ -52,7 +52,7 @@ def photo() -> np.ndarray:
     return np.asarray(data.chelsea()[:60, :70], dtype=np.float32)
 
 
-@pytest.mark.parametrize("fill", ["grey", "black", "mean", "blur"])
+@pytest.mark.parametrize("fill", ["grey", "black", "mean", "blur", "zero"])
 @pytest.mark.parametrize("window,stride", [((8, 8), (4, 4)), ((11, 7), (6, 5))])
 def test_occlusion_equals_closed_form_on_linear_model(photo, fill, window, stride):
     rng = np.random.default_rng(1)
@@ -154,7 +154,7 @@ def test_explanation_save_and_load_round_trip(tmp_path, photo):
     np.testing.assert_array_equal(loaded.saliency, explanation.saliency)
     np.testing.assert_array_equal(loaded.extras["segments"], explanation.extras["segments"])
     np.testing.assert_allclose(loaded.scores, explanation.scores)
-    assert loaded.params == {"n_masks": 64, "cells": 7, "p_keep": 0.5, "fill": "black", "score": "probability",
+    assert loaded.params == {"n_masks": 64, "cells": 7, "p_keep": 0.5, "fill": "zero", "score": "probability",
                              "seed": 11}
     assert loaded.timing["forward_passes"] == 65
     assert loaded.method == "rise" and loaded.target == explanation.target

@@ -260,10 +260,17 @@ def test_choose_output_by_name_and_index(tmp_path: Path, rng: np.random.Generato
 # Batching and chunking
 # ---------------------------------------------------------------------------------------------------------------
 
-def test_fixed_batch_one_model_with_batch_size_8(tmp_path: Path, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("dynamic_batch", [False, True])
+def test_fixed_batch_one_model_with_batch_size_8(tmp_path: Path, rng: np.random.Generator, dynamic_batch: bool
+                                                 ) -> None:
     weights = ob.linear_classifier(tmp_path / "b1.onnx", height=5, width=5, batch=1)
-    model = OnnxModel(tmp_path / "b1.onnx", batch_size=8)
-    assert model.fixed_batch == 1 and model.batch_size == 8
+    model = OnnxModel(tmp_path / "b1.onnx", batch_size=8, dynamic_batch=dynamic_batch)
+    if dynamic_batch:  # the graph was rewritten to take any batch, after a 2-image check against per-image runs
+        assert model.fixed_batch is None and "matches per-sample runs" in model.batch_rewrite
+        assert model.session.get_inputs()[0].shape[0] != 1
+    else:  # run one image at a time
+        assert model.fixed_batch == 1 and model.batch_rewrite is None
+    assert model.batch_size == 8
     assert model.forward_passes == 0  # the probe is not counted
     pixels = random_pixels(rng, 11, 5, 5)
     together = model.predict(pixels)

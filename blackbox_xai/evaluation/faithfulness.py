@@ -25,7 +25,7 @@ from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
 from ..errors import ParameterError
-from ..methods.fill import FILLS, fill_image
+from ..methods.fill import FILLS, fill_image, zero_pixel
 from ..model.base import Model
 from ..model.spec import InputSpec
 from ..targets import Target, TargetLike
@@ -60,17 +60,6 @@ class CurveResult(NamedTuple):
     score: float
     curve: np.ndarray
     x: np.ndarray
-
-
-def zero_pixel(spec: InputSpec) -> np.ndarray:
-    """The RGB pixel (3,) that the model sees as zero after normalisation: ``mean * 255 / value_range[1]`` per
-    channel, in RGB order (0 when the spec has no mean)."""
-    mean = np.asarray(spec.mean, dtype=np.float64) * (255.0 / spec.value_range[1])
-    if spec.channels == 1:
-        mean = np.full(3, mean[0])
-    elif spec.channel_order == "BGR":
-        mean = mean[::-1]
-    return np.clip(mean, 0.0, 255.0).astype(np.float32)
 
 
 def deletion(
@@ -187,7 +176,7 @@ def aopc(
     if fill == "uniform":
         replacement = rng.uniform(0.0, 255.0, size=pixels.shape).astype(np.float32)
     else:
-        replacement = fill_image(pixels, fill)
+        replacement = fill_image(pixels, fill, model.spec)
     rows, cols = -(-height // patch), -(-width // patch)
     cell_y = np.arange(height) // patch
     cell_x = np.arange(width) // patch

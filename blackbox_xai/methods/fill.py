@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 
 from ..errors import ParameterError
+from ..model.spec import InputSpec
 
-FILLS = ("grey", "black", "mean", "blur")
+FILLS = ("zero", "grey", "black", "mean", "blur")
 
 
 def check_fill(fill: str) -> str:
@@ -16,13 +17,30 @@ def check_fill(fill: str) -> str:
     return fill
 
 
-def fill_image(pixels: np.ndarray, fill: str) -> np.ndarray:
+def zero_pixel(spec: InputSpec) -> np.ndarray:
+    """The RGB pixel (3,) that the model sees as zero after normalisation: ``mean * 255 / value_range[1]`` per
+    channel, in RGB order (0 when the spec has no mean)."""
+    mean = np.asarray(spec.mean, dtype=np.float64) * (255.0 / spec.value_range[1])
+    if spec.channels == 1:
+        mean = np.full(3, mean[0])
+    elif spec.channel_order == "BGR":
+        mean = mean[::-1]
+    return np.clip(mean, 0.0, 255.0).astype(np.float32)
+
+
+def fill_image(pixels: np.ndarray, fill: str, spec: InputSpec | None = None) -> np.ndarray:
     """The replacement image (h, w, 3) for ``pixels``.
 
-    "grey": 127.5 everywhere; "black": 0; "mean": the image's mean colour; "blur": a Gaussian blur of the image
-    with sigma = 5% of its shorter side (about 11 px at 224, removing the detail that drives a classifier).
+    "zero": the pixel the model sees as zero after normalisation (:func:`zero_pixel`: the data set's mean colour
+    for a model normalised with mean/std, black for an unnormalised one), which is what reference implementations
+    get by masking the normalised tensor; "grey": 127.5 everywhere; "black": 0; "mean": the image's mean colour;
+    "blur": a Gaussian blur of the image with sigma = 5% of its shorter side (about 11 px at 224, removing the
+    detail that drives a classifier).
     """
     check_fill(fill)
+    if fill == "zero":
+        colour = zero_pixel(spec if spec is not None else InputSpec())
+        return np.broadcast_to(colour, pixels.shape).astype(np.float32)
     if fill == "grey":
         return np.full_like(pixels, 127.5, dtype=np.float32)
     if fill == "black":

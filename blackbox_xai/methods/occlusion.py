@@ -23,7 +23,8 @@ class Occlusion(Method):
     ----------
     window : window size in pixels, an int or (height, width) (default 32 at the model resolution).
     stride : step in pixels, an int or (y, x) (default 16: overlapping windows, averaged).
-    fill : "grey" (default), "black", "mean" (the image's mean colour) or "blur".
+    fill : "grey" (default), "zero" (the pixel the model sees as zero), "black", "mean" (the image's mean colour)
+        or "blur".
     score : "probability" (default), "logit" or "raw".
     """
 
@@ -47,7 +48,7 @@ class Occlusion(Method):
         height, width = pixels.shape[:2]
         win_h, win_w = min(self.window[0], height), min(self.window[1], width)
         positions = [(y, x) for y in _starts(height, win_h, self.stride[0]) for x in _starts(width, win_w, self.stride[1])]
-        baseline = fill_image(pixels, self.fill)
+        baseline = fill_image(pixels, self.fill, model.spec)
         clean = float(target.score(model.convert(clean_outputs[None], self.score))[0])
         total = np.zeros((height, width), dtype=np.float64)
         counts = np.zeros((height, width), dtype=np.float64)

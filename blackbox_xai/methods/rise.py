@@ -27,7 +27,9 @@ class RISE(Method):
     n_masks : N, number of masks (default 4000; the paper uses 4000-8000).
     cells : grid size s (default 7, as the paper's 7x7).
     p_keep : probability that a cell is kept (default 0.5).
-    fill : what masked pixels become: "black" (default, the paper's I * M), "grey", "mean" or "blur".
+    fill : what masked pixels become: "zero" (default: the pixel the model sees as zero, i.e. the data set's mean
+        colour, as when the reference implementation masks the normalised tensor), "black" (I * M in pixel
+        space), "grey", "mean" or "blur".
     score : "probability" (default, softmax as in the paper), "logit" or "raw".
     seed : random seed (default 0); the same seed gives the same map.
     """
@@ -39,7 +41,7 @@ class RISE(Method):
         n_masks: int = 4000,
         cells: int = 7,
         p_keep: float = 0.5,
-        fill: str = "black",
+        fill: str = "zero",
         score: str = "probability",
         seed: int = 0,
     ) -> None:
@@ -60,7 +62,7 @@ class RISE(Method):
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
     ) -> tuple[np.ndarray, dict[str, Any]]:
         height, width = pixels.shape[:2]
-        baseline = fill_image(pixels, self.fill)
+        baseline = fill_image(pixels, self.fill, model.spec)
         difference = pixels - baseline
         rng = np.random.default_rng(self.seed)
         total = np.zeros(height * width, dtype=np.float64)

@@ -27,14 +27,16 @@ class ScoreCAM(BaseCAM):
     ----------
     layer : tensor name (default: the last spatial layer before global pooling).
     relu : default True.
-    fill : what masked-out pixels become: "black" (default, the paper's X * H), "grey", "mean" or "blur".
+    fill : what masked-out pixels become: "zero" (default: the pixel the model sees as zero, the data set's mean
+        colour, as when the reference implementation masks the normalised tensor), "black", "grey", "mean" or
+        "blur".
     score : "probability" (default, softmax as in the paper), "logit" or "raw".
     """
 
     name = "scorecam"
     uses_gradients = False
 
-    def __init__(self, layer: str | None = None, relu: bool = True, fill: str = "black",
+    def __init__(self, layer: str | None = None, relu: bool = True, fill: str = "zero",
                  score: str = "probability") -> None:
         self._set_common(layer, relu)
         self.fill = check_fill(fill)
@@ -47,7 +49,7 @@ class ScoreCAM(BaseCAM):
         low = activations.min(axis=(1, 2))
         high = activations.max(axis=(1, 2))
         active = np.flatnonzero(high > low)
-        baseline = fill_image(pixels, self.fill)
+        baseline = fill_image(pixels, self.fill, model.spec)
         difference = pixels - baseline
         baseline_score = float(target_scores(model, baseline[None], target, self.score)[0])
         weights = np.zeros(len(activations), dtype=np.float64)
