@@ -61,7 +61,7 @@ def summarise(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[st
 
 def watermark_mass(
     model: Model, images: Sequence[np.ndarray], watermark_masks: Sequence[np.ndarray], method: Method,
-    target: Any = 0,
+    target: Any = "top1",
 ) -> float:
     """Mean relevance mass (Arras et al. 2022) that ``method`` puts on the watermark, explaining ``target``."""
     masses = [
@@ -75,8 +75,9 @@ def clever_hans_ratios(
     clean: Model, clever_hans: Model, images: Sequence[np.ndarray], watermark_masks: Sequence[np.ndarray],
     methods: Sequence[Method],
 ) -> dict[str, dict[str, float]]:
-    """For each method: relevance mass on the watermark for the Clever-Hans model, for the clean model, and
-    their ratio (a faithful method shows that the Clever-Hans model uses the watermark: ratio >> 1)."""
+    """For each method: relevance mass on the watermark explaining the Clever-Hans model's top-1 class, the same
+    for the clean model, and their ratio (a faithful method shows that the Clever-Hans model uses the watermark:
+    ratio >> 1). Use images whose watermark and target disagree (see ``scripts/bench_quality.py``)."""
     result = {}
     for method in methods:
         shortcut = watermark_mass(clever_hans, images, watermark_masks, method)
