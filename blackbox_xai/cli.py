@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(layers)
     layers.set_defaults(handler=run_layers)
 
-    demo = commands.add_parser("demo", help="build the EfficientNet-Lite0 reference model and explain two photos")
+    demo = commands.add_parser("demo", help="build the EfficientNet-Lite0 reference model and explain two photos "
+                                            "(RISE, occlusion, Grad-CAM)")
     demo.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     demo.add_argument("--n-masks", type=int, default=4000, help="RISE masks (default 4000)")
     demo.add_argument("--seed", type=int, default=0)
@@ -366,7 +367,7 @@ def run_layers(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from . import zoo
-    from .methods import Occlusion, RISE
+    from .methods import RISE, GradCAM, Occlusion
 
     model = zoo.efficientnet_lite0(providers=args.provider)
     print(f"model: {model.path} ({model.n_classes} ImageNet classes)")
@@ -376,7 +377,7 @@ def run_demo(args: argparse.Namespace) -> int:
         probabilities = model.scores(_model_view(model, image), "probability")[0]
         top = np.argsort(probabilities)[::-1][:5]
         print(f"{name}: top-5 " + "; ".join(f"{i} {model.class_name(i)} {probabilities[i]:.3f}" for i in top))
-    methods = [RISE(n_masks=args.n_masks, seed=args.seed), Occlusion()]
+    methods = [RISE(n_masks=args.n_masks, seed=args.seed), Occlusion(), GradCAM()]
     explain_images(model, images, methods, "top1", out)
     print(f"wrote {out}/")
     return 0

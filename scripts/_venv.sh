@@ -9,8 +9,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
+  echo "installing blackbox-xai[$extras] into .venv (log: .venv/install.log)" >&2
+  if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip \
+         && .venv/bin/python -m pip install --disable-pip-version-check -e ".[$extras]"; } >.venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log >&2
+    echo "installation failed: see .venv/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 export PATH="$root/.venv/bin:$PATH"
