@@ -58,13 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="explain images with one or more methods")
     explain.add_argument("model", help="ONNX model file")
     explain.add_argument("images", nargs="+", help="image files")
-    explain.add_argument("--method", default="rise", help=f"comma-separated methods ({', '.join(sorted(METHODS))})")
-    explain.add_argument("--target", default="top1", help="top1, a class INDEX, A,B (several classes) or P:Q (contrast)")
+    _add_method_arguments(explain)
     explain.add_argument("--out", default="blackbox-xai-output", help="output folder (default blackbox-xai-output)")
-    explain.add_argument("--seed", type=int, default=None, help="seed for the stochastic methods")
-    explain.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                         help="method hyperparameter, e.g. n_masks=2000 or rise.n_masks=2000 (repeatable)")
-    explain.add_argument("--layer", help="target layer (tensor name) of the CAM methods; see: blackbox-xai layers")
     _add_model_arguments(explain)
     explain.set_defaults(handler=run_explain)
 
@@ -77,18 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="explain images and score the explanations with metrics")
     evaluate.add_argument("model", help="ONNX model file")
     evaluate.add_argument("images", nargs="+", help="image files")
-    evaluate.add_argument("--method", default="rise", help="comma-separated methods (random and centre are baselines)")
+    _add_method_arguments(evaluate)
     evaluate.add_argument("--metric", default="deletion,insertion",
                           help="comma-separated metrics (see the library's list_metrics())")
     evaluate.add_argument("--mask", action="append", default=[],
                           help="ground-truth mask: one file per image (repeat, in image order) or a folder holding "
                                "<image stem>.png; bright = object")
-    evaluate.add_argument("--target", default="top1", help="top1, INDEX, A,B or P:Q")
     evaluate.add_argument("--out", default="blackbox-xai-evaluation", help="folder for evaluation.csv and .json")
-    evaluate.add_argument("--seed", type=int, default=None, help="seed for the stochastic methods")
-    evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                          help="method hyperparameter (as for explain)")
-    evaluate.add_argument("--layer", help="target layer (tensor name) of the CAM methods")
     _add_model_arguments(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -106,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--provider", default="cpu", help="cpu (default) or cuda")
     demo.set_defaults(handler=run_demo)
     return parser
+
+
+def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default="rise",
+                        help=f"comma-separated methods ({', '.join(sorted(METHODS))}; random and centre are baselines)")
+    parser.add_argument("--target", default="top1", help="top1, a class INDEX, A,B (several classes) or P:Q (contrast)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for the stochastic methods")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="method hyperparameter, e.g. n_masks=2000 or rise.n_masks=2000 (repeatable)")
+    parser.add_argument("--layer", help="target layer (tensor name) of the CAM methods; see: blackbox-xai layers")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:

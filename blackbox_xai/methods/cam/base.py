@@ -80,6 +80,24 @@ class BaseCAM(Method):
         raise NotImplementedError
 
 
+class GradientCAM(BaseCAM):
+    """Base of the variants that use gradients: they share these parameters.
+
+    Parameters
+    ----------
+    layer : tensor name (default: the last spatial layer before global pooling).
+    relu : keep positive evidence only (default True).
+    gradient : "auto" (exact for an affine head, else the best available source), "affine" or
+        "finite-difference".
+    fd_step : c in the finite-difference step h = c * rms(A) (default 0.05).
+    fd_check : re-compute finite differences at h/2 and report the disagreement (default True).
+    """
+
+    def __init__(self, layer: str | None = None, relu: bool = True, gradient: str = "auto", fd_step: float = 0.05,
+                 fd_check: bool = True) -> None:
+        self._set_common(layer, relu, gradient, fd_step, fd_check)
+
+
 def weighted_sum(weights: np.ndarray, activations: np.ndarray) -> np.ndarray:
     """sum_k weights_k * A_k -> (h, w)."""
     return np.tensordot(np.asarray(weights, np.float64), activations.astype(np.float64), axes=(0, 0))

@@ -10,10 +10,10 @@ import numpy as np
 from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
 from ..base import Progress
-from .base import BaseCAM, weighted_sum
+from .base import GradientCAM, weighted_sum
 
 
-class GradCAMPlusPlus(BaseCAM):
+class GradCAMPlusPlus(GradientCAM):
     """Channel weights ``w_k = sum_ij a_kij ReLU(g_kij)`` with
     ``a_kij = g^2 / (2 g^2 + sum_ab A_kab g^3)`` (the paper's closed form for an exponential of the score).
 
@@ -22,10 +22,6 @@ class GradCAMPlusPlus(BaseCAM):
     """
 
     name = "gradcampp"
-
-    def __init__(self, layer: str | None = None, relu: bool = True, gradient: str = "auto", fd_step: float = 0.05,
-                 fd_check: bool = True) -> None:
-        self._set_common(layer, relu, gradient, fd_step, fd_check)
 
     def layer_map(self, layer: LayerModel, state: LayerState, target: Target, pixels: np.ndarray,
                   extras: dict[str, Any], progress: Progress) -> np.ndarray:

@@ -10,10 +10,10 @@ import numpy as np
 from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
 from ..base import Progress
-from .base import BaseCAM
+from .base import GradientCAM
 
 
-class LayerCAM(BaseCAM):
+class LayerCAM(GradientCAM):
     """``sum_k ReLU(g_k) * A_k`` element-wise.
 
     Needs element-wise gradients: free for an affine head, 2 x K x h x w head passes with finite differences.
@@ -21,10 +21,6 @@ class LayerCAM(BaseCAM):
     """
 
     name = "layercam"
-
-    def __init__(self, layer: str | None = None, relu: bool = True, gradient: str = "auto", fd_step: float = 0.05,
-                 fd_check: bool = True) -> None:
-        self._set_common(layer, relu, gradient, fd_step, fd_check)
 
     def layer_map(self, layer: LayerModel, state: LayerState, target: Target, pixels: np.ndarray,
                   extras: dict[str, Any], progress: Progress) -> np.ndarray:

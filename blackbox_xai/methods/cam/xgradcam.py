@@ -10,10 +10,10 @@ import numpy as np
 from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
 from ..base import Progress
-from .base import BaseCAM, weighted_sum
+from .base import GradientCAM, weighted_sum
 
 
-class XGradCAM(BaseCAM):
+class XGradCAM(GradientCAM):
     """Channel weights ``w_k = sum_ij (A_kij / sum_ab A_kab) g_kij``.
 
     Each weight is the derivative along the direction A_k / sum(A_k): with finite differences, 2K head passes.
@@ -21,10 +21,6 @@ class XGradCAM(BaseCAM):
     """
 
     name = "xgradcam"
-
-    def __init__(self, layer: str | None = None, relu: bool = True, gradient: str = "auto", fd_step: float = 0.05,
-                 fd_check: bool = True) -> None:
-        self._set_common(layer, relu, gradient, fd_step, fd_check)
 
     def layer_map(self, layer: LayerModel, state: LayerState, target: Target, pixels: np.ndarray,
                   extras: dict[str, Any], progress: Progress) -> np.ndarray:
