@@ -224,3 +224,146 @@ def nan_when_dark_classifier(
     )
     _save(_make_model(graph), path)
     return weights
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A small CNN for the CAM family: conv body, then a head that is affine in the layer or not
+
+
+def conv2d_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """ONNX Conv (NCHW, no groups, no dilation) in float64 numpy: (N, C, H, W) -> (N, O, H', W')."""
+    x = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    weight = np.asarray(weight, np.float64)
+    _, _, kh, kw = weight.shape
+    out_h = (x.shape[2] - kh) // stride + 1
+    out_w = (x.shape[3] - kw) // stride + 1
+    out = np.zeros((len(x), len(weight), out_h, out_w))
+    for i in range(kh):
+        for j in range(kw):
+            window = x[:, :, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride]
+            out += np.einsum("nchw,oc->nohw", window, weight[:, :, i, j])
+    return out + np.asarray(bias, np.float64)[None, :, None, None]
+
+
+@dataclass
+class SmallCNN:
+    """Weights of :func:`small_cnn` and its forward pass in float64 numpy, independent of onnxruntime.
+
+    ``layer`` is the tensor name of the explained layer (the output of the body's second ReLU).
+    """
+
+    head: str  # "gap" (affine), "conv" or "mlp"
+    body: list  # [(weight, bias, stride, pad)] of the body's Conv -> Relu layers
+    weights: dict  # the head's weights by name
+    activation: str = "Relu"  # the head's nonlinearity: "Relu" or "Softplus"
+    layer: str = "layer"
+
+    def activations(self, inputs: np.ndarray) -> np.ndarray:
+        """The layer (N, K, h, w) for model inputs (N, 3, H, W)."""
+        x = np.asarray(inputs, np.float64)
+        for weight, bias, stride, pad in self.body:
+            x = np.maximum(conv2d_reference(x, weight, bias, stride, pad), 0.0)
+        return x
+
+    def head_logits(self, activations: np.ndarray) -> np.ndarray:
+        """Logits (N, C) of the head for activations (N, K, h, w)."""
+        a = np.asarray(activations, np.float64)
+        w = {k: np.asarray(v, np.float64) for k, v in self.weights.items()}
+        if self.head == "conv":
+            a = self.nonlinearity(conv2d_reference(a, w["Wh"], w["bh"], 1, 1))
+        if self.head in ("gap", "conv"):
+            return a.mean(axis=(2, 3)) @ w["W"].T + w["b"]
+        hidden = self.nonlinearity(a.reshape(len(a), -1) @ w["W1"].T + w["b1"])
+        return hidden @ w["W"].T + w["b"]
+
+    def nonlinearity(self, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, 0.0) if self.activation == "Relu" else np.logaddexp(0.0, x)
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        return self.head_logits(self.activations(inputs))
+
+
+def small_cnn(
+    path: str | Path,
+    head: str = "gap",
+    size: int = 32,
+    channels: tuple[int, int] = (6, 8),
+    n_classes: int = 5,
+    hidden: int = 16,
+    softmax: bool = False,
+    dead_channels: tuple[int, ...] = (),
+    activation: str = "Relu",
+    seed: int = 0,
+) -> SmallCNN:
+    """image (N, 3, size, size) -> Conv 3x3/2 -> Relu -> Conv 3x3/2 -> Relu (= "layer", K = channels[1],
+    size/4 x size/4) -> head -> "logits" [-> Softmax -> "probabilities"]. Heads:
+
+    - "gap": GlobalAveragePool -> Flatten -> Gemm (affine in the layer: CAM's form);
+    - "conv": Conv 3x3 (K -> K, pad 1) -> Relu -> GlobalAveragePool -> Flatten -> Gemm;
+    - "mlp": Flatten -> Gemm (-> ``hidden``) -> Relu -> Gemm.
+
+    ``activation`` is the head's nonlinearity: "Relu" (piecewise linear: finite differences that straddle a kink
+    are secants, not derivatives) or "Softplus" (smooth: finite differences converge to the gradient).
+
+    ``dead_channels`` of the layer get a bias of -1000, so they are constant zero for any input in [0, 1].
+    Weights are He-normal (the Gemm weights a bit larger), biases small.
+    """
+    if head not in ("gap", "conv", "mlp") or activation not in ("Relu", "Softplus"):
+        raise ValueError(f"unknown head {head!r} or activation {activation!r}")
+    rng = np.random.default_rng(seed)
+
+    def he(shape, gain=2.0):
+        fan_in = int(np.prod(shape[1:]))
+        return (rng.standard_normal(shape) * np.sqrt(gain / fan_in)).astype(np.float32)
+
+    first, second = channels
+    body = [(he((first, 3, 3, 3)), (rng.standard_normal(first) * 0.1).astype(np.float32), 2, 1),
+            (he((second, first, 3, 3)), (rng.standard_normal(second) * 0.1).astype(np.float32), 2, 1)]
+    for k in dead_channels:
+        body[1][1][k] = -1000.0
+    side = size // 4
+    inits = {"w1": body[0][0], "b1": body[0][1], "w2": body[1][0], "b2": body[1][1]}
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["conv1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4),
+        helper.make_node("Relu", ["conv1"], ["relu1"]),
+        helper.make_node("Conv", ["relu1", "w2", "b2"], ["conv2"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4),
+        helper.make_node("Relu", ["conv2"], ["layer"]),
+    ]
+    weights: dict[str, np.ndarray] = {}
+    if head == "conv":
+        weights["Wh"] = he((second, second, 3, 3))
+        weights["bh"] = (rng.standard_normal(second) * 0.1).astype(np.float32)
+        nodes += [helper.make_node("Conv", ["layer", "Wh", "bh"], ["head_conv"], kernel_shape=[3, 3], pads=[1] * 4),
+                  helper.make_node(activation, ["head_conv"], ["head_relu"])]
+    score = "logits" if not softmax else "scores"
+    if head in ("gap", "conv"):
+        weights["W"] = he((n_classes, second), gain=6.0)
+        weights["b"] = (rng.standard_normal(n_classes) * 0.1).astype(np.float32)
+        nodes += [helper.make_node("GlobalAveragePool", ["head_relu" if head == "conv" else "layer"], ["pooled"]),
+                  helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+                  helper.make_node("Gemm", ["flat", "W", "b"], [score], transB=1)]
+    else:
+        weights["W1"] = he((hidden, second * side * side))
+        weights["b1h"] = (rng.standard_normal(hidden) * 0.1).astype(np.float32)
+        weights["W"] = he((n_classes, hidden), gain=6.0)
+        weights["b"] = (rng.standard_normal(n_classes) * 0.1).astype(np.float32)
+        nodes += [helper.make_node("Flatten", ["layer"], ["flat"], axis=1),
+                  helper.make_node("Gemm", ["flat", "W1", "b1h"], ["hidden"], transB=1),
+                  helper.make_node(activation, ["hidden"], ["hidden_relu"]),
+                  helper.make_node("Gemm", ["hidden_relu", "W", "b"], [score], transB=1)]
+    output = score
+    if softmax:
+        nodes.append(helper.make_node("Softmax", [score], ["probabilities"], axis=1))
+        output = "probabilities"
+    inits.update(weights)
+    graph = helper.make_graph(
+        nodes,
+        f"small_cnn_{head}",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", n_classes])],
+        initializer=[numpy_helper.from_array(value, name) for name, value in inits.items()],
+    )
+    _save(_make_model(graph), path)
+    if "b1h" in weights:
+        weights["b1"] = weights.pop("b1h")
+    return SmallCNN(head, body, weights, activation)
