@@ -9,7 +9,7 @@
 4. Sanity check (Adebayo et al. 2018): cascading randomisation of the zoo model's weights; Spearman correlation of
    the randomised maps with the original, per method; which methods stay correlated.
 
-Usage: scripts/bench --quality [--quick] [--out bench-output]
+Usage: scripts/bench --quality [--quick] [--out bench-output] [--skip SECTIONS]
 """
 
 from __future__ import annotations
