@@ -10,11 +10,16 @@ from .baselines import CentreMap, RandomMap
 from .cam import (CAM, AblationCAM, CounterfactualCAM, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
                   ScoreCAM, XGradCAM)
 from .cam import CAM_METHODS
+from .gradient import (GRADIENT_METHODS, LRP, DeconvNet, GuidedBackprop, GuidedGradCAM, InputXGradient,
+                       IntegratedGradients, Saliency, SmoothGrad)
 from .occlusion import Occlusion
 from .rise import RISE
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion, *CAM_METHODS, RandomMap, CentreMap)}
-ALIASES = {"gradcam++": "gradcampp", "gradcamplusplus": "gradcampp", "counterfactualcam": "counterfactual"}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion, *CAM_METHODS, *GRADIENT_METHODS,
+                                                                RandomMap, CentreMap)}
+ALIASES = {"gradcam++": "gradcampp", "gradcamplusplus": "gradcampp", "counterfactualcam": "counterfactual",
+           "ig": "integratedgradients", "inputtimesgradient": "inputxgradient", "guidedbp": "guidedbackprop",
+           "vanillagradient": "saliency"}
 
 
 def list_methods() -> list[str]:
@@ -43,6 +48,7 @@ def make_method(name: str, **params: Any) -> Method:
         raise ParameterError(f"{name}: {error}; valid parameters: {valid}") from None
 
 
-__all__ = ["CAM", "METHODS", "AblationCAM", "CentreMap", "CounterfactualCAM", "EigenCAM", "GradCAM",
-           "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "Method", "Occlusion", "RISE", "RandomMap", "ScoreCAM",
-           "XGradCAM", "canonical_name", "list_methods", "make_method"]
+__all__ = ["CAM", "LRP", "METHODS", "AblationCAM", "CentreMap", "CounterfactualCAM", "DeconvNet", "EigenCAM",
+           "GradCAM", "GradCAMPlusPlus", "GuidedBackprop", "GuidedGradCAM", "HiResCAM", "InputXGradient",
+           "IntegratedGradients", "LayerCAM", "Method", "Occlusion", "RISE", "RandomMap", "Saliency", "ScoreCAM",
+           "SmoothGrad", "XGradCAM", "canonical_name", "list_methods", "make_method"]

@@ -77,7 +77,7 @@ def _relu_like_clip(ctx, node) -> bool:
     """True for Clip(x, 0, ...) (ReLU, ReLU6): the guided and DeconvNet rules apply to it."""
     low, _ = _clip_bounds(ctx, node)
     value = ctx.const_value(low) if low else None
-    return value is not None and float(value) == 0.0
+    return value is not None and value.size == 1 and float(value.reshape(-1)[0]) == 0.0
 
 
 def guided_clip(ctx, node, grads, needed):
