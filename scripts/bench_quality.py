@@ -33,14 +33,20 @@ GROUND_TRUTH_METRICS = ("pointing_game", "relevance_mass", "relevance_rank", "io
 PHOTO_METRICS = ("deletion", "insertion")
 CAMS = ("cam", "gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "scorecam", "ablationcam", "eigencam",
         "counterfactual")
+GRADIENTS = ("saliency", "inputxgradient", "smoothgrad", "integratedgradients", "guidedbackprop", "deconvnet",
+             "guidedgradcam", "lrp")
+SELECTED: set[str] | None = None  # --methods: run only these (baselines always run)
 
 
 def methods_for(size: int, n_masks: int, rise_score: str = "probability") -> list:
     """Every method, with window sizes scaled to the model's input size (occlusion: 1/7 of the side)."""
     window = max(4, size // 7)
-    return [make_method("rise", n_masks=n_masks, score=rise_score),
-            make_method("occlusion", window=window, stride=window // 2),
-            *(make_method(name) for name in CAMS), make_method("random"), make_method("centre")]
+    methods = [make_method("rise", n_masks=n_masks, score=rise_score),
+               make_method("occlusion", window=window, stride=window // 2),
+               *(make_method(name) for name in (*CAMS, *GRADIENTS))]
+    if SELECTED is not None:
+        methods = [method for method in methods if method.name in SELECTED]
+    return [*methods, make_method("random"), make_method("centre")]
 
 
 def photos() -> dict[str, np.ndarray]:
@@ -64,7 +70,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", default="bench-output")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: groundtruth,cleverhans,photos,sanity")
+    parser.add_argument("--methods", default="", help="comma-separated methods to score (default: all)")
     args = parser.parse_args()
+    global SELECTED
+    SELECTED = set(filter(None, args.methods.split(","))) or None
     skip = set(filter(None, args.skip.split(",")))
     quick = args.quick
     report: dict = {"quick": quick}
@@ -116,7 +125,10 @@ def main() -> int:
     if "sanity" not in skip:
         model = zoo.efficientnet_lite0()
         image = zoo.sample_image("chelsea")
-        names = ["gradcam", "gradcampp", "layercam", "eigencam", "ablationcam", "occlusion", "rise"]
+        names = ["gradcam", "gradcampp", "layercam", "eigencam", "ablationcam", "occlusion", "rise", "saliency",
+                 "integratedgradients", "guidedbackprop", "lrp"]
+        if SELECTED is not None:
+            names = [name for name in names if name in SELECTED]
         sanity = {}
         for name in names:
             params = {"n_masks": 500 if quick else 1000} if name == "rise" else {}
