@@ -49,7 +49,7 @@ from blackbox_xai.methods.gradient import (
 from blackbox_xai.model.onnx_model import GradientUnavailableError
 from blackbox_xai.targets import resolve_target
 
-autodiff = pytest.importorskip("blackbox_xai.autodiff")
+from blackbox_xai import autodiff
 
 SIZE = 16
 N_CLASSES = 5
@@ -643,10 +643,7 @@ def test_backward_gradients_on_an_affine_head_equal_the_weights(folder: Path) ->
 def zoo_model():
     from blackbox_xai import zoo
 
-    try:
-        model = zoo.efficientnet_lite0(optimize=False, batch_size=16)
-    except zoo.WeightsNotInstalledError as error:
-        pytest.skip(str(error))
+    model = zoo.efficientnet_lite0(optimize=False, batch_size=16)  # the weights are a test dependency
     import cv2
 
     images = {name: cv2.resize(zoo.sample_image(name), (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32)
