@@ -18,7 +18,7 @@ The memory case (RISE with 8000 masks) runs alone in a fresh subprocess so that 
 over the process's RSS right after the model is loaded.
 
 Usage: scripts/bench [--batch-size 32] [--repeats 3] [--interleaved 1] [--settle 10] [--threads N] [--quick]
-                     [--json FILE] [--check] [--no-memory]
+                     [--case rise|occlusion|occlusion-fine ...] [--no-memory] [--json FILE] [--check]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import numpy as np
 RATIO_TARGET = 1.10
 MEMORY_TARGET_BYTES = 1.5e9  # "< 1.5 GB"
 IMAGE = "chelsea"
+CASES = ("rise", "occlusion", "occlusion-fine")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,12 +339,14 @@ def speed_cases(args: argparse.Namespace, size: tuple[int, int]) -> list[tuple[s
 
     n_masks = 200 if args.quick else 4000
     rise = RISE(n_masks=n_masks, cells=7, p_keep=0.5)
-    cases: list[tuple[str, Any, int]] = [(f"rise n={n_masks} cells=7 p=0.5 fill={rise.fill}", rise, n_masks)]
-    for window, stride in ((32, 16), (16, 8)):
+    cases: dict[str, tuple[str, Any, int]] = {
+        "rise": (f"rise n={n_masks} cells=7 p=0.5 fill={rise.fill}", rise, n_masks),
+    }
+    for key, window, stride in (("occlusion", 32, 16), ("occlusion-fine", 16, 8)):
         method = Occlusion(window=window, stride=stride)
         windows = len(_starts(size[0], window, stride)) * len(_starts(size[1], window, stride))
-        cases.append((f"occlusion w={window} s={stride} fill={method.fill}", method, windows))
-    return cases
+        cases[key] = (f"occlusion w={window} s={stride} fill={method.fill}", method, windows)
+    return [cases[key] for key in (args.case or CASES)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -499,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 10; 0: do not wait)")
     parser.add_argument("--interleaved", type=int, default=1, metavar="N",
                         help="also N runs with a raw call before each method chunk (default 1; 0: none)")
+    parser.add_argument("--case", action="append", choices=CASES,
+                        help="run only this speed case (repeatable; default: all)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory case")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-masks", type=int, default=None, help=argparse.SUPPRESS)

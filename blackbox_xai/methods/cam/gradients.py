@@ -81,6 +81,12 @@ class AffineGradients(GradientSource):
         per_channel = (self.target.weights @ self.layer.affine.weight) / (height * width)
         return np.broadcast_to(per_channel[:, None, None], (channels, height, width)).astype(np.float32)
 
+    def channel_sums(self) -> np.ndarray:
+        """sum_ij dy/dA_kij = (w_target @ W)_k, directly (the base class's one-hot planes cost 150 ms at 1280
+        channels for the same numbers)."""
+        used = np.flatnonzero(self.target.weights)  # the target's classes
+        return self.target.weights[used].astype(np.float64) @ self.layer.affine.weight[used].astype(np.float64)
+
 
 class BackwardUnavailable(ModelError):
     """The head's backward graph cannot be built (an op without a backward rule); the message says why."""
@@ -164,6 +170,10 @@ class BackwardGradients(GradientSource):
         if self._gradient is None:
             _, self._gradient = self.program.gradient(self.state, self.target.weights)
         return self._gradient
+
+    def channel_sums(self) -> np.ndarray:
+        """sum_ij dy/dA_kij, read off the gradient (the base class's one-hot planes give the same numbers)."""
+        return self.gradient().astype(np.float64).sum(axis=(1, 2))
 
 
 class FiniteDifferenceGradients(GradientSource):
