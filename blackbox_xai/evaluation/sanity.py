@@ -40,7 +40,7 @@ class SanityResult:
 
     ``stages`` lists, for each stage, the number of layers randomised (cascading: the top k layers; independent:
     the layer's name) and the similarities ``spearman_abs``, ``spearman``, ``ssim`` and ``hog``.
-    ``passes`` is True when the fully randomised model's map has ``spearman_abs`` below ``threshold``.
+    ``passes`` is True when the fully randomised model's map has ``|spearman_abs|`` below ``threshold``.
     """
 
     method: str
@@ -55,7 +55,7 @@ class SanityResult:
 
     @property
     def passes(self) -> bool:
-        return bool(self.final["spearman_abs"] < self.threshold)
+        return bool(abs(self.final["spearman_abs"]) < self.threshold)
 
 
 def parameterised_layers(proto: Any) -> list[Layer]:
@@ -137,8 +137,8 @@ def model_randomisation(
         of them as the last stage).
     stages : cascading: the number of evenly spaced stages (default 5, always ending with every layer) or an
         explicit list of k; independent: ignored (every layer is a stage).
-    threshold : a method passes when the fully randomised map's absolute Spearman correlation is below this
-        (default 0.3).
+    threshold : a method passes when the magnitude of the fully randomised map's Spearman correlation (of
+        absolute values) is below this (default 0.3).
     seed : seed of the random weights.
     """
     if mode not in ("cascading", "independent"):
