@@ -27,7 +27,7 @@ class BaseCAM(Method):
 
     Shared parameters: ``layer`` (tensor name; default: the last spatial layer before global pooling, see
     ``blackbox-xai layers MODEL``), ``relu`` (keep only positive evidence, default True).
-    Gradient-based variants also take ``gradient`` ("auto", "affine" or "finite-difference"), ``fd_step`` (c in
+    Gradient-based variants also take ``gradient`` ("auto", "affine", "backward" or "finite-difference"), ``fd_step`` (c in
     h = c * rms(A), default 0.05) and ``fd_check`` (re-check at h/2, default True).
     """
 
@@ -87,8 +87,8 @@ class GradientCAM(BaseCAM):
     ----------
     layer : tensor name (default: the last spatial layer before global pooling).
     relu : keep positive evidence only (default True).
-    gradient : "auto" (exact for an affine head, else the best available source), "affine" or
-        "finite-difference".
+    gradient : "auto" (the affine head's weights, else the head's backward graph, else finite differences),
+        "affine", "backward" or "finite-difference".
     fd_step : c in the finite-difference step h = c * rms(A) (default 0.05).
     fd_check : re-compute finite differences at h/2 and report the disagreement (default True).
     """
