@@ -12,14 +12,20 @@ from .cam import (CAM, AblationCAM, CounterfactualCAM, EigenCAM, GradCAM, GradCA
 from .cam import CAM_METHODS
 from .gradient import (GRADIENT_METHODS, LRP, DeconvNet, GuidedBackprop, GuidedGradCAM, InputXGradient,
                        IntegratedGradients, Saliency, SmoothGrad)
+from .cem import CEM
+from .extremal import ExtremalPerturbation
+from .lime import LIME
+from .meaningful import MeaningfulPerturbation
 from .occlusion import Occlusion
 from .rise import RISE
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion, *CAM_METHODS, *GRADIENT_METHODS,
-                                                                RandomMap, CentreMap)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (RISE, Occlusion, LIME, MeaningfulPerturbation,
+                                                                ExtremalPerturbation, CEM, *CAM_METHODS,
+                                                                *GRADIENT_METHODS, RandomMap, CentreMap)}
 ALIASES = {"gradcam++": "gradcampp", "gradcamplusplus": "gradcampp", "counterfactualcam": "counterfactual",
            "ig": "integratedgradients", "inputtimesgradient": "inputxgradient", "guidedbp": "guidedbackprop",
-           "vanillagradient": "saliency"}
+           "vanillagradient": "saliency", "meaningfulperturbation": "meaningful", "mp": "meaningful",
+           "extremalperturbation": "extremal", "ep": "extremal", "contrastive": "cem"}
 
 
 def list_methods() -> list[str]:
@@ -48,7 +54,7 @@ def make_method(name: str, **params: Any) -> Method:
         raise ParameterError(f"{name}: {error}; valid parameters: {valid}") from None
 
 
-__all__ = ["CAM", "LRP", "METHODS", "AblationCAM", "CentreMap", "CounterfactualCAM", "DeconvNet", "EigenCAM",
+__all__ = ["CAM", "CEM", "LIME", "LRP", "ExtremalPerturbation", "MeaningfulPerturbation", "METHODS", "AblationCAM", "CentreMap", "CounterfactualCAM", "DeconvNet", "EigenCAM",
            "GradCAM", "GradCAMPlusPlus", "GuidedBackprop", "GuidedGradCAM", "HiResCAM", "InputXGradient",
            "IntegratedGradients", "LayerCAM", "Method", "Occlusion", "RISE", "RandomMap", "Saliency", "ScoreCAM",
            "SmoothGrad", "XGradCAM", "canonical_name", "list_methods", "make_method"]
