@@ -18,7 +18,7 @@ The memory case (RISE with 8000 masks) runs alone in a fresh subprocess so that 
 over the process's RSS right after the model is loaded.
 
 Usage: scripts/bench [--batch-size 32] [--repeats 3] [--interleaved 1] [--settle 10] [--threads N] [--quick]
-                     [--case rise|occlusion|occlusion-fine ...] [--no-memory] [--json FILE] [--check]
+                     [--case rise|occlusion|occlusion-fine|lime ...] [--no-memory] [--json FILE] [--check]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 RATIO_TARGET = 1.10
 MEMORY_TARGET_BYTES = 1.5e9  # "< 1.5 GB"
 IMAGE = "chelsea"
-CASES = ("rise", "occlusion", "occlusion-fine")
+CASES = ("rise", "occlusion", "occlusion-fine", "lime")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,6 +346,12 @@ def speed_cases(args: argparse.Namespace, size: tuple[int, int]) -> list[tuple[s
         method = Occlusion(window=window, stride=stride)
         windows = len(_starts(size[0], window, stride)) * len(_starts(size[1], window, stride))
         cases[key] = (f"occlusion w={window} s={stride} fill={method.fill}", method, windows)
+    from blackbox_xai.methods.lime import LIME
+
+    n_samples = 200 if args.quick else 1000
+    # LIME evaluates n_samples - 1 perturbed images (the all-on sample is the clean image); quickshift is in the
+    # wall time, outside the passes.
+    cases["lime"] = (f"lime n={n_samples} quickshift hide=mean", LIME(n_samples=n_samples), n_samples - 1)
     return [cases[key] for key in (args.case or CASES)]
 
 

@@ -43,6 +43,11 @@ def methods_for(size: int, n_masks: int, rise_score: str = "probability") -> lis
     window = max(4, size // 7)
     methods = [make_method("rise", n_masks=n_masks, score=rise_score),
                make_method("occlusion", window=window, stride=window // 2),
+               make_method("lime"),
+               # Meaningful perturbation minimises the score like RISE maximises it: logits on saturated models.
+               make_method("meaningful", score=rise_score),
+               make_method("extremal"),
+               make_method("cem", mode="pp"),
                *(make_method(name) for name in (*CAMS, *GRADIENTS))]
     if SELECTED is not None:
         methods = [method for method in methods if method.name in SELECTED]
