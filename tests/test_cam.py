@@ -225,6 +225,21 @@ def test_cam_equals_gradcam_on_affine_head(affine: Built, target) -> None:
     assert grad.extras["gradient_report"]["gradient_source"] == "affine"
 
 
+def test_contrastive_gradcam_is_the_map_of_the_weight_difference(affine: Built) -> None:
+    """"Why p and not q" (Prabhushankar et al. 2020): on a GAP + linear head, Grad-CAM of y_p - y_q weighs the
+    channels by (W_p - W_q) / (h w), written here from the Gemm's rows, not from the target machinery."""
+    model, pixels = affine.model, affine.pixels
+    p, q = 1, 2
+    W = affine.net.weights["W"].astype(np.float64)
+    contrast = GradCAM().explain(model, pixels, (p, q))
+    expected = np.tensordot(W[p] - W[q], affine.A, axes=1)
+    assert relative_error(contrast.extras["channel_weights"], (W[p] - W[q]) / 64) < 1e-6
+    assert np.abs(contrast.saliency - upsampled(expected, pixels.shape[:2])).max() < 1e-5
+    # ... and not the map of p alone, nor of q alone
+    for alone in (W[p], W[q]):
+        assert np.abs(contrast.saliency - upsampled(np.tensordot(alone, affine.A, axes=1), pixels.shape[:2])).max() > 0.05
+
+
 def test_fd_gradcam_weights_match_closed_form(affine: Built) -> None:
     """Finite differences on the affine head: channel weights = (w_target @ W) / (h w), default fd_step 0.05."""
     model, pixels = affine.model, affine.pixels
