@@ -137,10 +137,11 @@ class MeaningfulPerturbation(Method):
 
         shift[:] = (0, 0)
         final_mask = upsample.forward(mask)[0]
-        final_score = float(oracle.scores(pyramid.apply(final_mask[None]))[0])
+        perturbed = pyramid.apply(final_mask[None])
+        final_score = float(oracle.scores(perturbed)[0])
         extras: dict[str, Any] = {
             "mask": final_mask.astype(np.float32),
-            "perturbed_image": pyramid.apply(final_mask[None])[0].astype(np.float32),
+            "perturbed_image": perturbed[0].astype(np.float32),
             "history": history,
             "final_score": final_score,
             "clean_score": float(oracle.scores(pixels[None])[0]),
