@@ -60,29 +60,36 @@ class SmoothMaskGenerator:
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _pooled(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled coarse masks and their derivatives for ``params``, remembered for the last params seen (the
-        forward pass and its adjoint are called on the same weights)."""
+        """Pooled coarse masks (n, hc, wc) for ``params`` and what the adjoint needs: the winning offset of each
+        coarse pixel for the maximum, d pooled / d values (n, offsets, hc, wc) for the smooth maximum. Remembered
+        for the last params seen (the forward pass and its adjoint are called on the same weights)."""
         if self._cache is not None and self._cache[0].shape == params.shape and np.array_equal(self._cache[0], params):
             return self._cache[1], self._cache[2]
-        pooled, derivative = self._pool(self._values(params))
+        padded = np.concatenate([params.reshape(len(params), -1), np.zeros((len(params), 1), params.dtype)], axis=1)
+        kernel = self._kernel(params)
+        if self.smoothness <= 0.0:
+            pooled, derivative = self._running_max(padded, kernel)
+        else:
+            pooled, derivative = self._smooth_max(padded[:, self.indices] * kernel)
         self._cache = (params.copy(), pooled, derivative)
         return pooled, derivative
-
-    def _values(self, params: np.ndarray) -> np.ndarray:
-        flat = params.reshape(len(params), -1)
-        padded = np.concatenate([flat, np.zeros((len(params), 1), flat.dtype)], axis=1)
-        return padded[:, self.indices] * self._kernel(params)  # (n, offsets, hc, wc)
 
     def _kernel(self, params: np.ndarray) -> np.ndarray:
         return self.weights64 if params.dtype == np.float64 else self.weights
 
-    def _pool(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled coarse masks (n, hc, wc) and d pooled / d values (n, offsets, hc, wc)."""
-        if self.smoothness <= 0.0:
-            best = values.argmax(axis=1)
-            derivative = np.zeros_like(values)
-            np.put_along_axis(derivative, best[:, None], 1.0, axis=1)
-            return np.take_along_axis(values, best[:, None], axis=1)[:, 0], derivative
+    def _running_max(self, padded: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The maximum over offsets, one offset at a time (the (n, offsets, hc, wc) array of every bump's value is
+        never built), and the first offset that attains it (argmax's tie rule)."""
+        pooled = padded[:, self.indices[0]] * kernel[0]
+        best = np.zeros(pooled.shape, dtype=np.int32)
+        for offset in range(1, len(self.indices)):
+            values = padded[:, self.indices[offset]] * kernel[offset]
+            better = values > pooled
+            np.copyto(pooled, values, where=better)
+            best[better] = offset
+        return pooled, best
+
+    def _smooth_max(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scaled = values / self.smoothness
         weights = np.exp(scaled - scaled.max(axis=1, keepdims=True))
         weights /= weights.sum(axis=1, keepdims=True)
@@ -97,11 +104,18 @@ class SmoothMaskGenerator:
     def adjoint(self, params: np.ndarray, gradients: np.ndarray) -> np.ndarray:
         """d / d params (n, gh, gw) from d / d masks (n, h, w)."""
         _, derivative = self._pooled(params)
+        kernel = self._kernel(params)
         coarse = self.upsample.adjoint(gradients)  # (n, hc, wc)
-        per_value = derivative * self._kernel(params) * coarse[:, None]  # (n, offsets, hc, wc)
+        if self.smoothness <= 0.0:  # only the winning bump of each coarse pixel receives its gradient
+            pixel = np.arange(coarse[0].size).reshape(coarse.shape[1:])
+            cells = self.indices.reshape(len(self.indices), -1)[derivative, pixel]  # (n, hc, wc)
+            per_value = kernel.reshape(len(kernel), -1)[derivative, pixel] * coarse
+        else:
+            cells = np.broadcast_to(self.indices, derivative.shape)
+            per_value = derivative * kernel * coarse[:, None]  # (n, offsets, hc, wc)
         result = np.empty((len(params), self.n_cells), dtype=per_value.dtype)
         for i in range(len(params)):
-            result[i] = np.bincount(self.indices.ravel(), per_value[i].ravel(), minlength=self.n_cells + 1)[:-1]
+            result[i] = np.bincount(cells[i].ravel(), per_value[i].ravel(), minlength=self.n_cells + 1)[:-1]
         return result.reshape(len(params), *self.grid_shape)
 
 
@@ -117,10 +131,11 @@ class ExtremalPerturbation(Method):
     "preserve" keeps the mask and blurs the rest, reward = score(kept); "delete" blurs the mask, reward =
     -score(deleted); "dual" adds the two. The areas are optimised together in one batch.
 
-    The mask weights start at 0.5 and are kept in [0, 1]. The optimiser is Adam (learning rate
-    ``learning_rate``); the paper's TorchRay uses SGD with momentum on the logits of ImageNet models, whose step
-    depends on the score's scale: Adam does not, which suits models of any score range and the noisy black-box
-    gradient.
+    The mask weights start at 0.5 and are kept in [0, 1]. The optimiser is SGD with momentum 0.9 and dampening
+    0.9 (learning rate ``learning_rate``), as TorchRay's implementation of the paper, on the logits by default.
+    Its step scales with the score, so a score of another range (probabilities) may need another learning rate.
+    The first step follows the reward alone: from the uniform start every mask value ties, and the ranking
+    penalty's gradient would break the ties by pixel order.
 
     The score's gradient comes from the model's backward graph or, for a black box, from SPSA on the bump weights
     (``gradient``; see :mod:`blackbox_xai.methods.mask_optimisation`): cost ``iterations x len(areas) x (1 or 2 for
@@ -143,7 +158,7 @@ class ExtremalPerturbation(Method):
     areas : fractions of the image the masks cover (default (0.05, 0.1, 0.2), as the paper's benchmarks).
     variant : "preserve" (default), "delete" or "dual".
     iterations : optimisation steps (default 300; TorchRay's default is 800).
-    learning_rate : Adam's step on the bump weights (default 0.05).
+    learning_rate : SGD's step on the bump weights (default 0.01, TorchRay's).
     step : bump spacing as a fraction of the shorter side (default 7/224, TorchRay's 7 px).
     sigma : bump radius as a fraction of the shorter side (default 21/224, TorchRay's 21 px).
     smoothness : temperature of the smooth maximum (default 0: the maximum, as TorchRay); keep it small (about
@@ -263,7 +278,7 @@ class ExtremalPerturbation(Method):
             np.put_along_axis(penalty_gradient, order, 2.0 * residual / n_pixels, axis=1)
             if iteration:  # the first step follows the reward alone: it breaks the uniform start's ties
                 gradient -= weight * generator.adjoint(params, penalty_gradient.reshape(n_areas, *size))
-            # Maximise reward - weight * penalty: Adam minimises its negative.
+            # Maximise reward - weight * penalty: step along its gradient.
             params = np.clip(params + optimiser.step(gradient), 0.0, 1.0)
             history[iteration, :, 0], history[iteration, :, 1] = reward, penalty
             weight *= self.area_growth

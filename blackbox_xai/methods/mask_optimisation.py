@@ -110,24 +110,32 @@ class BlurPyramid:
                 pyramid.append(cv2.GaussianBlur(pixels, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT))
         self.pyramid = np.stack(pyramid)  # (levels, h, w, 3)
         self.steps = np.diff(self.pyramid, axis=0)  # (levels - 1, h, w, 3): level l+1 minus level l
+        # One table row per (lower level, pixel): the level's colour, then the step to the next level. A single
+        # gather of one row index is about twice as fast as indexing the pyramid with (level, row, column).
+        channels = self.pyramid.shape[-1]
+        self._table = np.concatenate([self.pyramid[:-1].reshape(-1, channels), self.steps.reshape(-1, channels)],
+                                     axis=1)
+        self._pixel = np.arange(pixels.shape[0] * pixels.shape[1]).reshape(pixels.shape[:2])
 
     def _split(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The table row of each mask pixel's lower level and the fraction of the way to the next level."""
         position = np.clip(masks, 0.0, 1.0) * (self.levels - 1)
         low = np.minimum(np.floor(position).astype(np.int64), self.levels - 2)
-        return low, (position - low).astype(np.float32)
+        frac = (position - low).astype(np.float32)
+        return low * self._pixel.size + self._pixel, frac
 
     def apply(self, masks: np.ndarray) -> np.ndarray:
         """The perturbed images (n, h, w, 3) for masks (n, h, w)."""
-        low, frac = self._split(masks)
-        rows, cols = np.indices(masks.shape[1:])
-        base = self.pyramid[low, rows, cols]  # (n, h, w, 3)
-        return base + frac[..., None] * self.steps[low, rows, cols]
+        rows, frac = self._split(masks)
+        gathered = np.take(self._table, rows, axis=0)  # (n, h, w, 2 * channels)
+        channels = gathered.shape[-1] // 2
+        return gathered[..., :channels] + frac[..., None] * gathered[..., channels:]
 
     def adjoint(self, masks: np.ndarray, pixel_gradients: np.ndarray) -> np.ndarray:
         """d score / d mask (n, h, w) from d score / d pixels (n, h, w, 3) (zero where the mask is clipped)."""
-        low, _ = self._split(masks)
-        rows, cols = np.indices(masks.shape[1:])
-        derivative = self.steps[low, rows, cols] * (self.levels - 1)
+        rows, _ = self._split(masks)
+        channels = self._table.shape[1] // 2
+        derivative = np.take(self._table[:, channels:], rows, axis=0) * (self.levels - 1)
         inside = (masks >= 0.0) & (masks <= 1.0)
         return np.einsum("nhwc,nhwc->nhw", pixel_gradients, derivative) * inside
 
