@@ -528,6 +528,27 @@ def test_cuda_gives_the_cpu_logits(tmp_path: Path, rng: np.random.Generator) -> 
     close(gpu.predict(pixels), expected, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="onnxruntime has no CUDAExecutionProvider (install blackbox-xai[gpu])")
+def test_cuda_backward_graph_gives_the_cpu_gradient(tmp_path: Path, rng: np.random.Generator) -> None:
+    """The backward graph (built in ONNX, run by the CUDA provider) gives the CPU provider's logits and input
+    gradients on a small CNN, and the gradient session really runs on CUDA."""
+    ob.small_cnn(tmp_path / "cnn.onnx", size=32)
+    spec = InputSpec.create(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    cpu = OnnxModel(tmp_path / "cnn.onnx", spec=spec)
+    gpu = OnnxModel(tmp_path / "cnn.onnx", spec=spec, providers="cuda")
+    pixels = random_pixels(rng, 6, 32, 32)
+    seeds = rng.normal(size=(6, 5)).astype(np.float32)
+    cpu_logits, cpu_gradients = cpu.gradient(pixels, seeds)
+    gpu_logits, gpu_gradients = gpu.gradient(pixels, seeds)
+    gradient_sessions = [entry.session for entry in gpu.__dict__["_gradient_models"].values()]
+    assert gradient_sessions and all(session.get_providers()[0] == "CUDAExecutionProvider"
+                                     for session in gradient_sessions)
+    close(gpu_logits, cpu_logits, rtol=1e-3, atol=1e-3)
+    scale = float(np.abs(cpu_gradients).max())
+    close(gpu_gradients / scale, cpu_gradients / scale, rtol=0, atol=1e-3)
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="checks the message shown when the CUDA provider is missing")
 def test_cuda_without_gpu_build_raises_model_error(tmp_path: Path) -> None:
     ob.linear_classifier(tmp_path / "m.onnx")
@@ -543,6 +564,17 @@ def test_unknown_providers(tmp_path: Path) -> None:
         OnnxModel(tmp_path / "m.onnx", providers=["NoSuchExecutionProvider"])
     model = OnnxModel(tmp_path / "m.onnx", providers=["CPUExecutionProvider"])
     assert model.providers == ["CPUExecutionProvider"]
+    with pytest.raises(ModelError, match="NoSuchExecutionProvider"):
+        OnnxModel(tmp_path / "m.onnx", providers=[("NoSuchExecutionProvider", {"use_tf32": "0"})])
+
+
+def test_provider_given_with_options(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A (name, options) pair is accepted like a name (the form that turns TF32 back on for CUDA)."""
+    weights = ob.linear_classifier(tmp_path / "m.onnx")
+    model = OnnxModel(tmp_path / "m.onnx", providers=[("CPUExecutionProvider", {})])
+    assert model.providers == ["CPUExecutionProvider"]
+    pixels = random_pixels(rng, 3, 8, 8)
+    close(model.predict(pixels), weights.logits(reference_input(pixels)))
 
 
 # ---------------------------------------------------------------------------------------------------------------

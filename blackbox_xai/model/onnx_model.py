@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,7 +30,11 @@ class OnnxModel(Model):
     path : the .onnx file (external data next to it is found by onnxruntime), or an in-memory
         ``onnx.ModelProto`` (e.g. an edited graph).
     spec : what the graph does not say (mean/std, value range, channel order...); the rest is inferred.
-    providers : "cpu" (default), "cuda", or a list of onnxruntime provider names.
+    providers : "cpu" (default), "cuda", or a list of onnxruntime providers: names, or (name, options) pairs.
+        "cuda" runs the CUDA provider in exact float32, TF32 off (``use_tf32: 0``): with TF32, measured on an
+        H100 with EfficientNet-Lite0, logits differ from the CPU's by 1% of their spread and input gradients by up
+        to 22% of their largest value (cosine 0.990), for 9% less onnxruntime time. To accept that, pass
+        ``[("CUDAExecutionProvider", {"use_tf32": "1"}), "CPUExecutionProvider"]``.
     batch_size : images per onnxruntime call (default 32). Models exported with a fixed batch of 1 are run one
         image at a time whatever this says.
     labels : class names (a list or a text file, one per line); default: the spec's ``labels``.
@@ -49,7 +57,7 @@ class OnnxModel(Model):
         self,
         path: str | Path | Any,
         spec: InputSpec | None = None,
-        providers: str | Sequence[str] | None = None,
+        providers: str | Sequence[str | tuple[str, dict[str, str]]] | None = None,
         batch_size: int = 32,
         labels: Sequence[str] | str | Path | None = None,
         optimize: bool = True,
@@ -381,7 +389,11 @@ def _graph_summary(proto: Any, name: str) -> dict[str, Any]:
 
 
 def _create_session(
-    source: str | bytes, name: str, providers: str | Sequence[str] | None, optimize: bool, threads: int | None
+    source: str | bytes,
+    name: str,
+    providers: str | Sequence[str | tuple[str, dict[str, str]]] | None,
+    optimize: bool,
+    threads: int | None,
 ):
     import onnxruntime as ort
 
@@ -394,12 +406,13 @@ def _create_session(
                 "the CUDA provider is not available in this onnxruntime; install the GPU build with "
                 "pip install 'blackbox-xai[gpu]' (onnxruntime-gpu) or use --provider cpu"
             )
-        chosen = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        chosen = [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
     elif isinstance(providers, str):
         raise ModelError(f"unknown provider {providers!r}: use cpu, cuda or a list of onnxruntime provider names")
     else:
         chosen = list(providers)
-        missing = [p for p in chosen if p not in available]
+        names = [p if isinstance(p, str) else p[0] for p in chosen]
+        missing = [p for p in names if p not in available]
         if missing:
             raise ModelError(f"onnxruntime providers not available here: {missing}; available: {available}")
     options = ort.SessionOptions()
@@ -408,10 +421,23 @@ def _create_session(
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = int(threads)
+    printed = io.StringIO()
     try:
-        return ort.InferenceSession(source, sess_options=options, providers=chosen)
+        # When a provider fails to start, onnxruntime prints a long "EP Error" block and retries without it.
+        with contextlib.redirect_stdout(printed):
+            session = ort.InferenceSession(source, sess_options=options, providers=chosen)
     except Exception as error:  # onnxruntime raises its own exception types
         raise ModelError(f"onnxruntime cannot load {name}: {_first_line(error)}") from None
+    if providers == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        found = re.search(r"CUDA failure \d+: [^;\n]*", printed.getvalue())
+        reason = found.group(0).strip() if found else "no usable GPU, or missing CUDA runtime, cuBLAS or cuDNN libraries"
+        raise ModelError(
+            f"onnxruntime-gpu {ort.__version__} is installed but its CUDA provider did not start ({reason}): check "
+            "that a GPU is visible (nvidia-smi, CUDA_VISIBLE_DEVICES) and that the CUDA and cuDNN versions it was "
+            "built for are installed (pip install 'onnxruntime-gpu[cuda,cudnn]'), or use --provider cpu")
+    if printed.getvalue():
+        sys.stdout.write(printed.getvalue())
+    return session
 
 
 # ---------------------------------------------------------------------------------------------------------------
