@@ -32,8 +32,8 @@ class OnnxModel(Model):
     spec : what the graph does not say (mean/std, value range, channel order...); the rest is inferred.
     providers : "cpu" (default), "cuda", or a list of onnxruntime providers: names, or (name, options) pairs.
         "cuda" runs the CUDA provider in exact float32, TF32 off (``use_tf32: 0``): with TF32, measured on an
-        H100 with EfficientNet-Lite0, logits differ from the CPU's by 1% of their spread and input gradients by up
-        to 22% of their largest value (cosine 0.990), for 9% less onnxruntime time. To accept that, pass
+        H100 with EfficientNet-Lite0, logits differ from the CPU's by 1% of their standard deviation and input
+        gradients by up to 22% of their largest value (cosine 0.990), for about 9% less onnxruntime time. To accept that, pass
         ``[("CUDAExecutionProvider", {"use_tf32": "1"}), "CPUExecutionProvider"]``.
     batch_size : images per onnxruntime call (default 32). Models exported with a fixed batch of 1 are run one
         image at a time whatever this says.
@@ -430,7 +430,8 @@ def _create_session(
         raise ModelError(f"onnxruntime cannot load {name}: {_first_line(error)}") from None
     if providers == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         found = re.search(r"CUDA failure \d+: [^;\n]*", printed.getvalue())
-        reason = found.group(0).strip() if found else "no usable GPU, or missing CUDA runtime, cuBLAS or cuDNN libraries"
+        reason = (found.group(0).strip() if found
+                  else "no usable GPU, or missing CUDA runtime, cuBLAS or cuDNN libraries")
         raise ModelError(
             f"onnxruntime-gpu {ort.__version__} is installed but its CUDA provider did not start ({reason}): check "
             "that a GPU is visible (nvidia-smi, CUDA_VISIBLE_DEVICES) and that the CUDA and cuDNN versions it was "
