@@ -33,8 +33,8 @@ class OnnxModel(Model):
     providers : "cpu" (default), "cuda", or a list of onnxruntime providers: names, or (name, options) pairs.
         "cuda" runs the CUDA provider in exact float32, TF32 off (``use_tf32: 0``): with TF32, measured on an
         H100 with EfficientNet-Lite0, logits differ from the CPU's by 1% of their standard deviation and input
-        gradients by up to 22% of their largest value (cosine 0.990), for about 9% less onnxruntime time. To accept that, pass
-        ``[("CUDAExecutionProvider", {"use_tf32": "1"}), "CPUExecutionProvider"]``.
+        gradients by up to 22% of their largest value (cosine 0.990), for about 9% less onnxruntime time. To
+        accept that, pass ``[("CUDAExecutionProvider", {"use_tf32": "1"}), "CPUExecutionProvider"]``.
     batch_size : images per onnxruntime call (default 32). Models exported with a fixed batch of 1 are run one
         image at a time whatever this says.
     labels : class names (a list or a text file, one per line); default: the spec's ``labels``.
