@@ -38,14 +38,15 @@ GRADIENTS = ("saliency", "inputxgradient", "smoothgrad", "integratedgradients", 
 SELECTED: set[str] | None = None  # --methods: run only these (baselines always run)
 
 
-def methods_for(size: int, n_masks: int, rise_score: str = "probability") -> list:
+def methods_for(size: int, n_masks: int, score_kind: str = "probability") -> list:
     """Every method, with window sizes scaled to the model's input size (occlusion: 1/7 of the side)."""
     window = max(4, size // 7)
-    methods = [make_method("rise", n_masks=n_masks, score=rise_score),
+    methods = [make_method("rise", n_masks=n_masks, score=score_kind),
                make_method("occlusion", window=window, stride=window // 2),
-               make_method("lime"),
-               # Meaningful perturbation minimises the score like RISE maximises it: logits on saturated models.
-               make_method("meaningful", score=rise_score),
+               # LIME regresses the score and meaningful perturbation minimises it: like RISE, they need logits
+               # on saturated models (a hidden superpixel barely moves a probability of 0.9999).
+               make_method("lime", score=score_kind),
+               make_method("meaningful", score=score_kind),
                make_method("extremal"),
                make_method("cem", mode="pp"),
                *(make_method(name) for name in (*CAMS, *GRADIENTS))]
@@ -94,9 +95,9 @@ def main() -> int:
         model = groundtruth.shapes_model("clean")
         n = 8 if quick else 32
         images, labels, masks, _ = groundtruth.make_images(n, seed=2024)
-        # The shapes models are confident (top-1 probability ~0.9999): RISE's masked images keep a saturated
-        # probability, so RISE scores logits here (the default-probability figures are in the issue note).
-        methods = methods_for(model.input_size[0], 1000 if quick else 4000, rise_score="logit")
+        # The shapes models are confident (top-1 probability ~0.9999): perturbed images keep a saturated
+        # probability, so RISE, LIME and meaningful perturbation score logits here.
+        methods = methods_for(model.input_size[0], 1000 if quick else 4000, score_kind="logit")
         rows = score_methods(model, list(images), methods, GROUND_TRUTH_METRICS, masks=list(masks),
                              targets=[int(c) for c in labels], progress=log)
         summary = summarise(rows, GROUND_TRUTH_METRICS)
@@ -109,7 +110,7 @@ def main() -> int:
         n = 6 if quick else 16
         images, _, _, watermarks = groundtruth.make_images(n, seed=77, watermark="class0", watermark_fraction=1.0,
                                                            hue_classes=(1, 2, 3))
-        methods = methods_for(clean.input_size[0], 1000 if quick else 4000, rise_score="logit")
+        methods = methods_for(clean.input_size[0], 1000 if quick else 4000, score_kind="logit")
         ratios = clever_hans_ratios(clean, shortcut, list(images), list(watermarks), methods)
         report["cleverhans"] = ratios
         section(f"Clever-Hans: relevance mass on the watermark ({n} images, top-1 of each model)",
