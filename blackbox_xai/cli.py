@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            return int(args.handler(args) or 0)
     except BlackboxError as error:
         print(f"blackbox-xai: error: {error}", file=sys.stderr)
         return 1
@@ -47,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"blackbox-xai: internal error: {type(error).__name__}: {error} (rerun with --debug for details)",
               file=sys.stderr)
         return 3
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings as one line on stderr, without the source file and line."""
+    print(f"blackbox-xai: warning: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

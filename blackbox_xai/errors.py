@@ -38,3 +38,8 @@ class ParameterError(BlackboxError, ValueError):
 
 class OutputError(BlackboxError):
     """A result file cannot be written or read."""
+
+
+class ConstantMapWarning(UserWarning):
+    """A method returned a constant map: nothing it tried changed the explained score (often a saturated
+    probability; the command line prints it as one warning line)."""

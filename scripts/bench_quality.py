@@ -42,9 +42,9 @@ def methods_for(size: int, n_masks: int, score_kind: str = "probability") -> lis
     """Every method, with window sizes scaled to the model's input size (occlusion: 1/7 of the side)."""
     window = max(4, size // 7)
     methods = [make_method("rise", n_masks=n_masks, score=score_kind),
-               make_method("occlusion", window=window, stride=window // 2),
-               # LIME regresses the score and meaningful perturbation minimises it: like RISE, they need logits
-               # on saturated models (a hidden superpixel barely moves a probability of 0.9999).
+               make_method("occlusion", window=window, stride=window // 2, score=score_kind),
+               # Occlusion and LIME measure score changes and meaningful perturbation minimises the score: like
+               # RISE, they need logits on saturated models (hiding a part rarely moves a probability of 0.9999).
                make_method("lime", score=score_kind),
                make_method("meaningful", score=score_kind),
                make_method("extremal"),
@@ -96,7 +96,7 @@ def main() -> int:
         n = 8 if quick else 32
         images, labels, masks, _ = groundtruth.make_images(n, seed=2024)
         # The shapes models are confident (top-1 probability ~0.9999): perturbed images keep a saturated
-        # probability, so RISE, LIME and meaningful perturbation score logits here.
+        # probability, so RISE, occlusion, LIME and meaningful perturbation score logits here.
         methods = methods_for(model.input_size[0], 1000 if quick else 4000, score_kind="logit")
         rows = score_methods(model, list(images), methods, GROUND_TRUTH_METRICS, masks=list(masks),
                              targets=[int(c) for c in labels], progress=log)

@@ -189,6 +189,24 @@ def test_explain_rise_and_occlusion(files: dict, tmp_path: Path) -> None:
     assert "img: rise" in result.stdout and "201 passes" in result.stdout
 
 
+def test_a_constant_map_gives_one_warning_line(files: dict, tmp_path: Path) -> None:
+    """A model whose scores ignore the image (zero weights) gives occlusion a constant map: the files are still
+    written, exit code 0, and stderr holds one warning line saying so (not Python's two-line warning format)."""
+    ob.linear_classifier(tmp_path / "flat.onnx", SIZE, SIZE, N_CLASSES, seed=11, scale=0.0)
+    out = tmp_path / "results"
+    result = subprocess.run([sys.executable, "-m", "blackbox_xai.cli", "explain", str(tmp_path / "flat.onnx"),
+                             str(files["root"] / "img.png"), "--method", "occlusion",
+                             "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["blackbox-xai: warning: occlusion: the map is constant (0 everywhere): nothing it tried changed "
+                     "the explained score, so it shows no evidence. If the model is saturated (a probability that "
+                     "rounds to 1), explain its logits: score='logit' (--param score=logit)."], result.stderr
+    assert files_under(out) == sorted(["img_occlusion.png", "img_occlusion.npz", "img_occlusion.json",
+                                       "img_methods.png"])
+
+
 def test_explain_accepts_grayscale_rgba_and_16bit_png(files: dict, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     gray = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)

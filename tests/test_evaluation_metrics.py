@@ -67,6 +67,16 @@ def test_localisation_metrics_use_the_min_subtracted_map():
     assert relevance_mass_accuracy(np.full((4, 4), 7.0), MASK) == 0.0  # a constant map has no relevance mass
 
 
+def test_a_constant_map_points_nowhere():
+    # Every pixel is a maximum: by the any-of-the-maxima rule it would hit any mask, whatever the tolerance.
+    for value in (0.0, 7.0):
+        assert pointing_game(np.full((4, 4), value), MASK, tolerance=0) == 0.0
+        assert pointing_game(np.full((4, 4), value), MASK) == 0.0
+    nearly = np.zeros((4, 4))
+    nearly[0, 3] = 1e-9  # one pixel above the rest is a maximum again
+    assert pointing_game(nearly, MASK, tolerance=0) == 1.0
+
+
 def test_pointing_game_tolerance_in_pixels_and_its_default_scaling():
     saliency = np.zeros((4, 4))
     saliency[3, 3] = 1.0  # two rows below the mask pixel (1, 3)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 import blackbox_xai as bx
-from blackbox_xai.errors import ParameterError, TargetError
+from blackbox_xai.errors import ConstantMapWarning, ParameterError, TargetError
 from blackbox_xai.methods import RISE, Occlusion
 from blackbox_xai.methods.fill import fill_image
 
@@ -174,3 +176,19 @@ def test_bad_parameters_and_targets_are_refused(photo):
         bx.explain(model, photo, method="occlusion", target=2)
     with pytest.raises(TargetError):
         bx.explain(model, photo, method="occlusion", target=(1, 1))
+
+
+def test_a_constant_map_warns_and_says_why(rng: np.random.Generator) -> None:
+    """A saturated model (class 0 ahead by 100 logits: its probability is exactly 1.0 in float32) gives occlusion
+    nothing to measure with probabilities: the map is all zeros, and explain says so and suggests logits. On the
+    logits the same model gives a real map and no warning."""
+    weights = rng.normal(0, 0.01, size=(3, 16, 16, 3)).astype(np.float32)
+    model = linear_model(weights, bias=np.array([100.0, 0.0, 0.0], np.float32))
+    image = rng.uniform(0, 255, size=(16, 16, 3)).astype(np.uint8)
+    with pytest.warns(ConstantMapWarning, match=r"constant \(0 everywhere\).*score='logit'"):
+        flat = Occlusion(window=4, stride=4).explain(model, image, target=0)
+    assert np.ptp(flat.saliency) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logits = Occlusion(window=4, stride=4, score="logit").explain(model, image, target=0)
+    assert np.ptp(logits.saliency) > 0

@@ -29,7 +29,9 @@ def pointing_game(saliency: Any, mask: Any, tolerance: float | None = None) -> f
     """1.0 (hit) if the map's maximum lies within ``tolerance`` pixels of the mask, else 0.0 (Zhang et al. 2016).
 
     Distances are Euclidean from the maximum's pixel centre to the nearest mask pixel centre. When several pixels
-    share the maximum value, it is a hit if any of them is within the tolerance (Quantus does the same).
+    share the maximum value, it is a hit if any of them is within the tolerance (Quantus does the same). A
+    constant map points nowhere and scores 0.0 (by the any-of-the-maxima rule every pixel would be a maximum, and
+    an explanation that found nothing, e.g. an all-zero map, would always hit).
 
     Parameters
     ----------
@@ -42,6 +44,8 @@ def pointing_game(saliency: Any, mask: Any, tolerance: float | None = None) -> f
     mask = check_mask(mask, saliency.shape)
     radius = default_tolerance(saliency.shape) if tolerance is None else check_float(tolerance, "tolerance", 0.0)
     maxima = saliency == saliency.max()
+    if maxima.all():
+        return 0.0
     if radius == 0:
         return float(np.any(mask & maxima))
     distance = ndimage.distance_transform_edt(~mask)

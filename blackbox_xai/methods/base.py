@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Iterator
 
@@ -18,7 +19,7 @@ import numpy as np
 from ..explanation import Explanation
 from ..image import ImageSource, load_image, resize_map, resize_pixels
 from ..model.base import SCORE_KINDS, Model
-from ..errors import ParameterError
+from ..errors import ConstantMapWarning, ParameterError
 from ..targets import Target, TargetLike, resolve_target
 
 Progress = Callable[[int, int], None]
@@ -66,7 +67,14 @@ class Method(ABC):
         clean_outputs = model.predict(pixels)[0]
         resolved = resolve_target(target, clean_outputs)
         saliency, extras = self.attribute(model, pixels, resolved, clean_outputs, progress or _no_progress)
-        saliency = resize_map(np.asarray(saliency, dtype=np.float32), original.shape[:2])
+        saliency = np.asarray(saliency, dtype=np.float32)
+        if saliency.size and not np.ptp(saliency) > 0:
+            hint = (" If the model is saturated (a probability that rounds to 1), explain its logits: score='logit' "
+                    "(--param score=logit)." if getattr(self, "score", None) == "probability" else "")
+            warnings.warn(ConstantMapWarning(
+                f"{self.name}: the map is constant ({float(saliency.flat[0]):g} everywhere): nothing it tried changed "
+                f"the explained score, so it shows no evidence.{hint}"), stacklevel=2)
+        saliency = resize_map(saliency, original.shape[:2])
         # A method may resolve defaults ("auto", None) to what it used: recorded so the call can be repeated.
         params = {**self.get_params(), **extras.pop("resolved_params", {})}
         timing = {
