@@ -417,3 +417,20 @@ def test_autoencoder_term_smooths_the_pn(shapes, tmp_path) -> None:
     r_plain, r_smooth = roughness(plain.extras["pn_image"]), roughness(smooth.extras["pn_image"])
     print(f"\nautoencoder term: residual per unit addition {r_plain:.3f} without, {r_smooth:.3f} with gamma = 1000")
     assert r_smooth < 0.5 * r_plain
+
+
+def test_an_empty_pertinent_positive_warns_with_its_reason(shapes):
+    """The clean shapes model calls the fill image itself (the colour it sees as zero) yellow: for a yellow
+    target, the empty PP already keeps the class, so the PP map is constant; explain warns and says why."""
+    from blackbox_xai.errors import ConstantMapWarning
+
+    model, images, _, _ = shapes
+    fill = fill_image(images[0].astype(np.float32), "zero", model.spec)
+    assert model_class(model, fill) == YELLOW  # the premise, checked on the model itself
+    predicted = model.predict(images).argmax(axis=1)
+    yellow = int(np.flatnonzero(predicted == YELLOW)[0])
+    with pytest.warns(ConstantMapWarning, match=r"fill image alone \(fill='zero'\) is already class 3"):
+        exp = CEM(mode="pp").explain(model, images[yellow], target=YELLOW)
+    assert exp.extras["pp_found"] and exp.extras["pp_class"] == YELLOW
+    assert not np.any(exp.extras["pp_map"]) and np.ptp(exp.saliency) == 0
+    assert model_class(model, exp.extras["pp_image"]) == YELLOW

@@ -200,9 +200,9 @@ def test_a_constant_map_gives_one_warning_line(files: dict, tmp_path: Path) -> N
                             env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"})
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines == ["blackbox-xai: warning: occlusion: the map is constant (0 everywhere): nothing it tried changed "
-                     "the explained score, so it shows no evidence. If the model is saturated (a probability that "
-                     "rounds to 1), explain its logits: score='logit' (--param score=logit)."], result.stderr
+    assert lines == ["blackbox-xai: warning: occlusion: the map is constant (0 everywhere), so it shows no evidence: "
+                     "nothing the method tried changed the explained score. If the model is saturated (a probability "
+                     "that rounds to 1), explain its logits: score='logit' (--param score=logit)."], result.stderr
     assert files_under(out) == sorted(["img_occlusion.png", "img_occlusion.npz", "img_occlusion.json",
                                        "img_methods.png"])
 

@@ -69,11 +69,9 @@ class Method(ABC):
         saliency, extras = self.attribute(model, pixels, resolved, clean_outputs, progress or _no_progress)
         saliency = np.asarray(saliency, dtype=np.float32)
         if saliency.size and not np.ptp(saliency) > 0:
-            hint = (" If the model is saturated (a probability that rounds to 1), explain its logits: score='logit' "
-                    "(--param score=logit)." if getattr(self, "score", None) == "probability" else "")
             warnings.warn(ConstantMapWarning(
-                f"{self.name}: the map is constant ({float(saliency.flat[0]):g} everywhere): nothing it tried changed "
-                f"the explained score, so it shows no evidence.{hint}"), stacklevel=2)
+                f"{self.name}: the map is constant ({float(saliency.flat[0]):g} everywhere), so it shows no "
+                f"evidence: {self.constant_map_reason(extras)}."), stacklevel=2)
         saliency = resize_map(saliency, original.shape[:2])
         # A method may resolve defaults ("auto", None) to what it used: recorded so the call can be repeated.
         params = {**self.get_params(), **extras.pop("resolved_params", {})}
@@ -94,6 +92,15 @@ class Method(ABC):
             image=original,
             labels={str(c): model.class_name(c) for c in resolved.classes},
         )
+
+    def constant_map_reason(self, extras: dict[str, Any]) -> str:
+        """Why the map came out constant, for the :class:`~blackbox_xai.errors.ConstantMapWarning` (a method that
+        knows better overrides this)."""
+        reason = "nothing the method tried changed the explained score"
+        if getattr(self, "score", None) == "probability":
+            reason += (". If the model is saturated (a probability that rounds to 1), explain its logits: "
+                       "score='logit' (--param score=logit)")
+        return reason
 
     @abstractmethod
     def attribute(

@@ -283,6 +283,12 @@ class CEM(Method):
         saliency = extras["pp_map"] if "pp" in modes else extras["pn_map"]
         return np.asarray(saliency, dtype=np.float32), extras
 
+    def constant_map_reason(self, extras: dict[str, Any]) -> str:
+        if self.mode != "pn" and extras.get("pp_found") and not np.any(extras.get("pp_map")):
+            return (f"the fill image alone (fill={self.fill!r}) is already class {extras['pp_class']}, so the pertinent "
+                    "positive is empty; try another fill (grey, black, mean, blur) or mode='pn'")
+        return super().constant_map_reason(extras)
+
     def _use_exact(self, model: Model, problem: Problem) -> bool:
         """Whether to use exact gradients; probes the backward graph for "auto" (one pass)."""
         has_gradient = callable(getattr(model, "gradient", None))
