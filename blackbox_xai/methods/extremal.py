@@ -10,9 +10,9 @@ import numpy as np
 from ..errors import ParameterError
 from ..model.base import Model
 from ..targets import Target
-from .base import Method, Progress, check_score_kind
+from .base import Method, Progress
 from .mask_optimisation import (BlurPyramid, Momentum, Resampler, ScoreGradient, blur_sigma,
-                                check_gradient_source)
+                                set_score_gradient_params)
 
 VARIANTS = ("preserve", "delete", "dual")
 
@@ -204,13 +204,12 @@ class ExtremalPerturbation(Method):
             raise ParameterError(f"areas must be fractions in (0, 1), got {areas}")
         if variant not in VARIANTS:
             raise ParameterError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        for label, value in (("iterations", iterations), ("spsa_directions", spsa_directions)):
-            if int(value) < 1:
-                raise ParameterError(f"{label} must be at least 1, got {value}")
+        if int(iterations) < 1:
+            raise ParameterError(f"iterations must be at least 1, got {iterations}")
         if int(blur_levels) < 2:
             raise ParameterError(f"blur_levels must be at least 2, got {blur_levels}")
         for label, value in (("learning_rate", learning_rate), ("step", step), ("sigma", sigma),
-                             ("max_blur", max_blur), ("spsa_step", spsa_step), ("area_growth", area_growth)):
+                             ("max_blur", max_blur), ("area_growth", area_growth)):
             if not float(value) > 0:
                 raise ParameterError(f"{label} must be positive, got {value}")
         for label, value in (("smoothness", smoothness), ("area_weight", area_weight)):
@@ -227,14 +226,7 @@ class ExtremalPerturbation(Method):
         self.blur_levels = int(blur_levels)
         self.area_weight = float(area_weight)
         self.area_growth = float(area_growth)
-        self.score = check_score_kind(score)
-        self.gradient = check_gradient_source(gradient)
-        self.spsa_directions = int(spsa_directions)
-        self.spsa_step = float(spsa_step)
-        if int(spsa_block) < 1:
-            raise ParameterError(f"spsa_block must be at least 1, got {spsa_block}")
-        self.spsa_block = int(spsa_block)
-        self.seed = int(seed)
+        set_score_gradient_params(self, score, gradient, spsa_directions, spsa_step, spsa_block, seed)
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ModelError, ParameterError
 from ..model.base import Model
 from ..targets import Target
-from .base import chunks
+from .base import check_score_kind, chunks
 
 GRADIENT_SOURCES = ("auto", "exact", "spsa")
 
@@ -43,6 +43,24 @@ def check_gradient_source(source: str) -> str:
     if source not in GRADIENT_SOURCES:
         raise ParameterError(f"gradient must be one of {GRADIENT_SOURCES}, got {source!r}")
     return source
+
+
+def set_score_gradient_params(method: Any, score: str, gradient: str, spsa_directions: int, spsa_step: float,
+                              spsa_block: int, seed: int) -> None:
+    """Check and set, on a mask optimiser, the parameters of its explained score and of :class:`ScoreGradient`
+    (the attribute names are the constructor's, as :meth:`Method.get_params` reads them)."""
+    if int(spsa_directions) < 1:
+        raise ParameterError(f"spsa_directions must be at least 1, got {spsa_directions}")
+    if not float(spsa_step) > 0:
+        raise ParameterError(f"spsa_step must be positive, got {spsa_step}")
+    if int(spsa_block) < 1:
+        raise ParameterError(f"spsa_block must be at least 1, got {spsa_block}")
+    method.score = check_score_kind(score)
+    method.gradient = check_gradient_source(gradient)
+    method.spsa_directions = int(spsa_directions)
+    method.spsa_step = float(spsa_step)
+    method.spsa_block = int(spsa_block)
+    method.seed = int(seed)
 
 
 def interpolation_matrix(size_out: int, size_in: int) -> np.ndarray:

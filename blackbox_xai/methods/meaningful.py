@@ -10,9 +10,9 @@ import numpy as np
 from ..errors import ParameterError
 from ..model.base import Model
 from ..targets import Target
-from .base import Method, Progress, check_score_kind
+from .base import Method, Progress
 from .mask_optimisation import (Adam, BlurPyramid, Resampler, ScoreGradient, blur_sigma,
-                                check_gradient_source)
+                                set_score_gradient_params)
 
 
 class MeaningfulPerturbation(Method):
@@ -74,11 +74,10 @@ class MeaningfulPerturbation(Method):
         spsa_block: int = 4,
         seed: int = 0,
     ) -> None:
-        for label, value in (("iterations", iterations), ("mask_size", mask_size),
-                             ("spsa_directions", spsa_directions)):
+        for label, value in (("iterations", iterations), ("mask_size", mask_size)):
             if int(value) < 1:
                 raise ParameterError(f"{label} must be at least 1, got {value}")
-        for label, value in (("learning_rate", learning_rate), ("blur", blur), ("spsa_step", spsa_step)):
+        for label, value in (("learning_rate", learning_rate), ("blur", blur)):
             if not float(value) > 0:
                 raise ParameterError(f"{label} must be positive, got {value}")
         for label, value in (("l1", 0.0 if l1 is None else l1), ("tv", tv), ("jitter", jitter)):
@@ -94,14 +93,7 @@ class MeaningfulPerturbation(Method):
         self.beta = float(beta)
         self.blur = float(blur)
         self.jitter = float(jitter)
-        self.score = check_score_kind(score)
-        self.gradient = check_gradient_source(gradient)
-        self.spsa_directions = int(spsa_directions)
-        self.spsa_step = float(spsa_step)
-        if int(spsa_block) < 1:
-            raise ParameterError(f"spsa_block must be at least 1, got {spsa_block}")
-        self.spsa_block = int(spsa_block)
-        self.seed = int(seed)
+        set_score_gradient_params(self, score, gradient, spsa_directions, spsa_step, spsa_block, seed)
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
