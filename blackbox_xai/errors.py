@@ -40,6 +40,16 @@ class OutputError(BlackboxError):
     """A result file cannot be written or read."""
 
 
+class CapabilityError(ModelError, ParameterError):
+    """The model does not offer what a method (or a parameter choice) needs: layers, exact gradients... The
+    message names what is missing, why this model lacks it, and what to use instead."""
+
+
+class GradientUnavailableError(CapabilityError):
+    """Exact gradients cannot be had for this model: an op without a backward rule (the message names it), an
+    integer input, or a black box. The one exception for "no backward graph", wherever it is raised."""
+
+
 class ConstantMapWarning(UserWarning):
     """A method returned a constant map: nothing it tried changed the explained score (often a saturated
     probability; the command line prints it as one warning line)."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from ..errors import BlackboxError
+from ..errors import GradientUnavailableError
 from ..graph.analysis import TensorInfo
 
 __all__ = ["Context", "UnsupportedOpError", "attributes"]
@@ -24,7 +24,7 @@ __all__ = ["Context", "UnsupportedOpError", "attributes"]
 FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
 
 
-class UnsupportedOpError(BlackboxError):
+class UnsupportedOpError(GradientUnavailableError):
     """No backward rule for an operator (or for one of its configurations) in the chosen rule set.
 
     ``op_type``, ``node`` (the node name, or "" when unnamed) and ``reason`` say what is missing. Callers fall

@@ -27,7 +27,6 @@ from scipy.sparse.linalg import spsolve
 from ..errors import ParameterError
 from ..methods.fill import FILLS, fill_image, zero_pixel
 from ..model.base import Model
-from ..model.spec import InputSpec
 from ..targets import Target, TargetLike
 from ._checks import (
     as_target,

@@ -19,6 +19,7 @@ import numpy as np
 from ..explanation import Explanation
 from ..image import ImageSource, load_image, resize_map, resize_pixels
 from ..model.base import SCORE_KINDS, Model
+from ..model.capabilities import SCORES, check_requirements
 from ..errors import ConstantMapWarning, ParameterError
 from ..targets import Target, TargetLike, resolve_target
 
@@ -29,6 +30,8 @@ class Method(ABC):
     """Base class: subclasses implement :meth:`attribute` and declare their hyperparameters in ``__init__``."""
 
     name: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = (SCORES,)
+    """What the model must offer (:mod:`blackbox_xai.model.capabilities`), checked once before any work."""
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters given to ``__init__``, by name (scikit-learn convention)."""
@@ -59,6 +62,7 @@ class Method(ABC):
         -------
         Explanation with ``saliency`` at the image's original resolution.
         """
+        check_requirements(model, self.requires, self.name)
         began = time.perf_counter()
         passes_before, seconds_before = model.forward_passes, model.forward_seconds
         original = load_image(image)

@@ -95,6 +95,7 @@ import numpy as np
 
 from ..errors import ModelError, ParameterError, TargetError
 from ..model.base import Model
+from ..model.capabilities import INPUT_GRADIENTS, check_requirements
 from ..targets import Target
 from .base import Method, Progress, chunks
 from .fill import check_fill, fill_image
@@ -290,26 +291,16 @@ class CEM(Method):
         return super().constant_map_reason(extras)
 
     def _use_exact(self, model: Model, problem: Problem) -> bool:
-        """Whether to use exact gradients; probes the backward graph for "auto" (one pass)."""
-        has_gradient = callable(getattr(model, "gradient", None))
+        """Whether to use exact gradients: asked for, needed (pixel features), or offered by the model ("auto")."""
         if self.gradient == "finite-difference":
             return False
         if self.gradient == "exact" or self.features == "pixels":
-            if not has_gradient:
-                asked = "features='pixels'" if self.features == "pixels" else f"gradient={self.gradient!r}"
-                raise ParameterError(
-                    f"{asked} needs exact gradients, and a {type(model).__name__} has none (a black box): use "
-                    "features='superpixels' or 'grid' with gradient='auto' or 'finite-difference'")
+            asked = "features='pixels'" if self.features == "pixels" else f"gradient={self.gradient!r}"
+            check_requirements(model, (INPUT_GRADIENTS,),
+                               f"CEM with {asked} (use features='superpixels' or 'grid' with gradient='auto' or "
+                               "'finite-difference')")
             return True
-        if not has_gradient:
-            return False
-        try:
-            seed = np.zeros(model.n_classes, np.float32)
-            seed[problem.t0] = 1.0
-            model.gradient(problem.image(problem.start())[None], seed)
-        except ModelError:  # GradientUnavailableError (an op without a backward rule), a uint8 input...
-            return False
-        return True
+        return model.capability_gap(INPUT_GRADIENTS) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------

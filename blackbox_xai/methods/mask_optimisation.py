@@ -31,8 +31,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from ..errors import ModelError, ParameterError
+from ..errors import ParameterError
 from ..model.base import Model
+from ..model.capabilities import INPUT_GRADIENTS, check_requirements
 from ..targets import Target
 from .base import check_score_kind, chunks
 
@@ -219,21 +220,13 @@ class ScoreGradient:
     def _resolve(self, source: str) -> str:
         if source == "spsa":
             return source
-        gradient = getattr(self.model, "gradient", None)
-        if gradient is None:
-            if source == "exact":
-                raise ParameterError("gradient='exact' needs a model with a backward graph (an OnnxModel); this "
-                                     "model is a black box: use gradient='spsa' or 'auto'")
-            return "spsa"
-        try:
-            size = self.model.input_size or (8, 8)
-            gradient(np.zeros((1, *size, 3), np.float32), self.target.weights)
-        except ModelError as error:  # GradientUnavailableError (an op without a rule) or a uint8 input
-            if source == "exact":
-                raise
-            self.report["gradient_unavailable"] = str(error)
-            return "spsa"
-        return "exact"
+        gap = self.model.capability_gap(INPUT_GRADIENTS)
+        if gap is None:
+            return "exact"
+        if source == "exact":
+            check_requirements(self.model, (INPUT_GRADIENTS,), "gradient='exact' (use gradient='spsa' or 'auto')")
+        self.report["gradient_unavailable"] = gap
+        return "spsa"
 
     def pixel_gradients(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores (n,) and d score / d pixels (n, h, w, 3) by the backward graph."""

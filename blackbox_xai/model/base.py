@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ParameterError, ScoreError, SpecError
+from . import capabilities
 from .spec import InputSpec
 
 SCORE_KINDS = ("probability", "logit", "raw")
@@ -111,6 +112,22 @@ class Model(ABC):
         if outputs.shape[1] > 1 and outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):
             return "probabilities"
         return "logits"
+
+    def capability_gap(self, capability: str) -> str | None:
+        """None when the model offers ``capability`` (see :mod:`blackbox_xai.model.capabilities`), otherwise one
+        line saying why not. A black box offers scores only."""
+        if capability == capabilities.SCORES:
+            return None
+        if capability == capabilities.LAYERS:
+            return f"a black box ({type(self).__name__}) has no layers to read"
+        if capability in capabilities.GRADIENTS:
+            return f"a black box ({type(self).__name__}) has no graph to differentiate"
+        raise ParameterError(f"unknown capability {capability!r}; known: {capabilities.CAPABILITIES}")
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """The capabilities this model offers (see :mod:`blackbox_xai.model.capabilities`)."""
+        return tuple(c for c in capabilities.CAPABILITIES if self.capability_gap(c) is None)
 
     @property
     def n_classes(self) -> int:

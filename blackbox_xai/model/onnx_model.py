@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ModelError, ParameterError, ScoreError, SpecError
+from ..errors import GradientUnavailableError, ModelError, ParameterError, ScoreError, SpecError
+from . import capabilities
 from .base import Model
 from .preprocess import to_model_input
 from .spec import GraphInput, InputSpec
@@ -99,6 +100,23 @@ class OnnxModel(Model):
         if not isinstance(source, (str, bytes)):
             source = source.SerializeToString()
         return _create_session(source, str(self.path or "model"), *self._session_settings)
+
+    def capability_gap(self, capability: str) -> str | None:
+        """Scores and layers always; exact gradients when the input is float and every op on the path from the
+        input to the logits has a backward rule (checked once by building the backward graph, then cached)."""
+        if capability not in capabilities.GRADIENTS:
+            return None if capability in capabilities.CAPABILITIES else super().capability_gap(capability)
+        gaps = self.__dict__.setdefault("_capability_gaps", {})
+        if capability not in gaps:
+            if self.spec.dtype == "uint8":
+                gaps[capability] = "the model takes uint8 pixels, and rounding to integers has no gradient"
+            else:
+                try:
+                    self._gradient_model((self.spec.input,), "gradient", {})
+                    gaps[capability] = None
+                except GradientUnavailableError as error:
+                    gaps[capability] = str(error)
+        return gaps[capability]
 
     def layer_model(self, layer: str | None = None) -> Any:
         """The model split at ``layer`` (default: the last spatial layer before global pooling), built once and
@@ -569,9 +587,5 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_hashable(v) for v in value)
     return value
-
-
-class GradientUnavailableError(ModelError):
-    """The model has an op without a backward rule: exact gradients cannot be built (the message names it)."""
 
 

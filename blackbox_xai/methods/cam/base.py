@@ -16,7 +16,7 @@ from ...errors import ParameterError
 from ...image import resize_map
 from ...model.base import Model
 from ...model.layer_model import LayerModel, LayerState
-from ...model.onnx_model import OnnxModel
+from ...model.capabilities import LAYERS
 from ...targets import Target
 from ..base import Method, Progress
 from .gradients import SOURCES, GradientSource, gradient_source
@@ -32,6 +32,7 @@ class BaseCAM(Method):
     """
 
     uses_gradients = True
+    requires = (LAYERS,)
 
     def _set_common(self, layer: str | None, relu: bool, gradient: str = "auto", fd_step: float = 0.05,
                     fd_check: bool = True) -> None:
@@ -49,9 +50,6 @@ class BaseCAM(Method):
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if not isinstance(model, OnnxModel):
-            raise ParameterError(f"{self.name} needs an ONNX model (it reads a layer's activations); a black-box "
-                                 "callable has no layers: use rise, occlusion or lime")
         layer = model.layer_model(self.layer)
         state = layer.state(pixels)
         passes_before = layer.head_passes

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...errors import ModelError, ParameterError
+from ...errors import GradientUnavailableError, ModelError, ParameterError
 from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
 from ..base import chunks
@@ -88,8 +88,7 @@ class AffineGradients(GradientSource):
         return self.target.weights[used].astype(np.float64) @ self.layer.affine.weight[used].astype(np.float64)
 
 
-class BackwardUnavailable(ModelError):
-    """The head's backward graph cannot be built (an op without a backward rule); the message says why."""
+BackwardUnavailable = GradientUnavailableError  # the head's backward graph cannot be built; the message says why
 
 
 class HeadBackward:

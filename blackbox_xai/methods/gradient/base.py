@@ -30,6 +30,7 @@ from ...errors import ParameterError
 from ...explanation import Explanation
 from ...image import ImageSource
 from ...model.base import Model
+from ...model.capabilities import INPUT_GRADIENTS
 from ...model.onnx_model import OnnxModel
 from ...targets import Target, TargetLike
 from ..base import Method, Progress
@@ -57,14 +58,6 @@ def reduce_channels(attribution: np.ndarray, reduce: str) -> np.ndarray:
     return result.astype(np.float32)
 
 
-def require_onnx(model: Model, name: str) -> OnnxModel:
-    """The model as an :class:`OnnxModel`; a clear error for a black-box callable, which has no gradients."""
-    if not isinstance(model, OnnxModel):
-        raise ParameterError(f"{name} needs an ONNX model (it differentiates the graph); a black-box callable has "
-                             "no gradients: use rise, occlusion or lime")
-    return model
-
-
 def input_gradients(model: OnnxModel, batch: np.ndarray, target: Target, rules: str = "gradient",
                     **rule_params: Any) -> tuple[np.ndarray, np.ndarray]:
     """Explained scores (n,) (``target.weights @ logits``) and their gradients (or relevances, for the LRP rules)
@@ -82,6 +75,7 @@ class GradientMethod(Method):
 
     reduce: str = "sum"
     keep_attribution = True
+    requires = (INPUT_GRADIENTS,)
 
     def explain(self, model: Model, image: ImageSource, target: TargetLike = "top1",
                 progress: Progress | None = None) -> Explanation:
@@ -93,9 +87,8 @@ class GradientMethod(Method):
 
     def attribute(self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
                   progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
-        onnx_model = require_onnx(model, self.name)
         pixels = np.asarray(pixels, dtype=np.float32)
-        attribution, extras = self.attribution(onnx_model, pixels, target, clean_outputs, progress)
+        attribution, extras = self.attribution(model, pixels, target, clean_outputs, progress)
         attribution = np.asarray(attribution, dtype=np.float32)
         if self.keep_attribution:
             extras["attribution"] = attribution
