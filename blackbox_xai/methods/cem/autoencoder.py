@@ -1,0 +1,109 @@
+"""CEM's optional autoencoder term (Alibi's ``gamma * |AE(x) - x|_2^2``) and its gradient on the feature variable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ModelError, ParameterError
+from ..base import chunks
+from .problem import Problem
+
+
+def _check_autoencoder(autoencoder: Any) -> None:
+    if isinstance(autoencoder, (str, Path)):
+        if not Path(autoencoder).is_file():
+            raise ParameterError(f"autoencoder file {autoencoder} not found")
+        return
+    if callable(autoencoder) or hasattr(autoencoder, "SerializeToString"):
+        return
+    raise ParameterError(f"autoencoder must be an ONNX file, an onnx.ModelProto or a callable, got "
+                         f"{type(autoencoder).__name__}")
+
+
+def _describe(autoencoder: Any) -> str:
+    if isinstance(autoencoder, (str, Path)):
+        return str(autoencoder)
+    if hasattr(autoencoder, "SerializeToString"):
+        return "onnx.ModelProto"
+    return getattr(autoencoder, "__name__", type(autoencoder).__name__)
+
+
+class _Autoencoder:
+    """``|(AE(x) - x) / 255|^2`` and its pixel gradient (exact for ONNX, None for a callable)."""
+
+    def __init__(self, source: Any) -> None:
+        self.session = self.grad_session = None
+        self.function: Callable[[np.ndarray], np.ndarray] | None = None
+        if callable(source) and not isinstance(source, (str, Path)) and not hasattr(source, "SerializeToString"):
+            self.function = source
+            return
+        import onnx
+        import onnxruntime as ort
+        from google.protobuf.message import DecodeError
+
+        from ...autodiff import UnsupportedOpError, build_gradient_model
+
+        try:
+            proto = onnx.load(str(source)) if isinstance(source, (str, Path)) else source
+        except (OSError, ValueError, DecodeError) as error:
+            raise ModelError(f"cannot read the autoencoder {source}: {error}") from None
+        initializers = {t.name for t in proto.graph.initializer}
+        inputs = [i.name for i in proto.graph.input if i.name not in initializers]
+        if len(inputs) != 1 or len(proto.graph.output) != 1:
+            raise ModelError("the autoencoder must have one image input and one image output")
+        self.input, self.output = inputs[0], proto.graph.output[0].name
+        options = ort.SessionOptions()
+        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        try:
+            built = build_gradient_model(proto, self.output, wrt=[self.input])
+            self.grad_session = ort.InferenceSession(built.SerializeToString(), options,
+                                                     providers=["CPUExecutionProvider"])
+        except UnsupportedOpError:
+            self.grad_session = None  # falls back to finite differences on the feature variable
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if self.function is not None:
+            out = np.asarray(self.function(images), np.float64)
+        else:
+            out = np.asarray(self.session.run([self.output], {self.input: images})[0], np.float64)
+        if out.shape != images.shape:
+            raise ModelError(f"the autoencoder returned {list(out.shape)} for images {list(images.shape)}: it must "
+                             "return images of the shape it takes (N, H, W, 3)")
+        return out
+
+    def losses(self, images: np.ndarray) -> np.ndarray:
+        residual = (self.reconstruct(images) - images) / 255.0
+        return np.sum(residual.reshape(len(images), -1) ** 2, axis=1)
+
+    def pixel_gradient(self, image: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """(loss, d loss / d pixels (h, w, 3)) or None when only finite differences are possible."""
+        if self.grad_session is None:
+            return None
+        batch = np.asarray(image, np.float32)[None]
+        residual = (self.reconstruct(batch) - batch) / 255.0
+        names = [o.name for o in self.grad_session.get_outputs()]
+        out = self.grad_session.run(names, {self.input: batch, "seed": residual.astype(np.float32)})
+        jt_r = np.asarray(out[1], np.float64)[0]
+        gradient = 2.0 / 255.0 * (jt_r - residual[0])
+        return float(np.sum(residual ** 2)), gradient
+
+
+def autoencoder_gradient(autoencoder: _Autoencoder, problem: Problem, v: np.ndarray, step: float) -> np.ndarray:
+    """d |(AE(x(v)) - x(v)) / 255|^2 / dv (F, k): exact through the backward graph, else central differences."""
+    exact = autoencoder.pixel_gradient(problem.image(v))
+    if exact is not None:
+        return problem.pullback(v, exact[1])
+    count = problem.n_features * problem.channels
+    out = np.empty(count, dtype=np.float64)
+    for start, stop in chunks(count, 16):
+        elements = np.arange(start, stop)
+        plus = autoencoder.losses(problem.perturbed(v, elements, step))
+        minus = autoencoder.losses(problem.perturbed(v, elements, -step))
+        out[start:stop] = (plus - minus) / (2.0 * step)
+    return out.reshape(problem.shape)
+

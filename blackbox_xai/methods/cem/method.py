@@ -1,0 +1,247 @@
+"""The :class:`CEM` method: hyperparameters, validation, and the two searches (PP, PN) put together.
+
+The formulation, its units and the budget are described in :mod:`blackbox_xai.methods.cem`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ParameterError, TargetError
+from ...model.base import Model
+from ...model.capabilities import INPUT_GRADIENTS, check_requirements
+from ...targets import Target
+from ..base import Method, Progress
+from ..fill import check_fill, fill_image
+from .autoencoder import _Autoencoder, _check_autoencoder, _describe
+from .features import FEATURES, make_segments
+from .problem import Problem
+from .search import Schedule, Search
+
+MODES = ("both", "pp", "pn")
+GRADIENTS = ("auto", "exact", "finite-difference")
+
+
+
+class CEM(Method):
+    """Pertinent positives and negatives by FISTA with a binary search on ``c`` (Dhurandhar et al. 2018).
+
+    Parameters
+    ----------
+    mode : "both" (default: the PP and the PN), "pp" or "pn".
+    features : "superpixels" (default; SLIC from scikit-image, deterministic), "grid" (``cells`` x ``cells``
+        blocks) or "pixels" (every pixel and channel a variable; exact gradients only).
+    n_segments : approximate number of SLIC superpixels (default 50).
+    compactness : SLIC compactness (default 10, scikit-image's; higher = squarer segments).
+    cells : grid size for ``features="grid"`` (default 8: 64 blocks).
+    kappa : hinge margin on the logits (default 0, Alibi).
+    beta : L1 weight of the elastic net (default 0.1, Alibi).
+    c_init : initial weight of the hinge term (default 10, Alibi).
+    c_steps : rounds of the binary search on c (default 10, Alibi).
+    max_iterations : FISTA iterations per round (default 1000, Alibi).
+    learning_rate_init : initial FISTA step (default 1e-2, Alibi's value; in variable units per unit of per-pixel
+        gradient, see the module docstring), decayed as ``lr_init * (1 - k / max_iterations) ** 0.5``.
+    gradient : "auto" (default), "exact" or "finite-difference" (see the module docstring).
+    fd_step : central-difference step on a variable (default 0.01 of the range, about 2.5 grey levels).
+    max_passes : cap on the model's forward passes, gradient runs included (default 10000; None: no cap).
+    fill : what the PP's removed pixels become (default "zero": the pixel the model sees as zero, the data set's
+        mean colour; see :func:`~blackbox_xai.methods.fill.fill_image`).
+    gamma : weight of the autoencoder term (default 0: none; > 0 needs ``autoencoder``).
+    autoencoder : None (default), an ONNX file or ``ModelProto``, or a callable, images in and out (see above);
+        used only when ``gamma > 0``.
+
+    The target is a class (default the top-1 class) or a contrast ``(p, q)``, "why p and not q": the PN is then
+    steered to ``q`` and the PP explains ``p``; a list of classes is refused (TargetError).
+
+    The saliency map is the PP map (how much of each pixel the PP keeps, in [0, 1]) for "pp" and "both", the PN map
+    (the per-pixel L1 of the addition, summed over channels, in grey levels) for "pn". Extras (for each computed
+    mode, prefix ``pp_`` / ``pn_``): ``image`` (the PP/PN image, float32 (h, w, 3) in [0, 255] at the model
+    resolution), ``delta`` (``x0 - pp_image``: what the PP removed; ``pn_image - x0``: what the PN added), ``map``,
+    ``variable`` (the optimised feature variable), ``found``, ``class`` and ``class_name`` (what the model says on
+    the returned image, run once more at the end), ``c`` (the c of the best solution, None if none), ``norm``
+    (its elastic-net value), ``iterations``; and ``segments`` (the feature of each pixel), ``original_class``,
+    ``original_class_name`` (the model's top-1 class on the image), ``explained_class`` (t0), ``contrast_class``
+    (q, -1 without a contrast), ``passes`` (the model's forward passes inside the method) and ``budget_reached``.
+    When no solution is found the returned PP is the whole image and the PN is no addition (``found`` False).
+    """
+
+    name = "cem"
+
+    def __init__(
+        self,
+        mode: str = "both",
+        features: str = "superpixels",
+        n_segments: int = 50,
+        compactness: float = 10.0,
+        cells: int = 8,
+        kappa: float = 0.0,
+        beta: float = 0.1,
+        c_init: float = 10.0,
+        c_steps: int = 10,
+        max_iterations: int = 1000,
+        learning_rate_init: float = 1e-2,
+        gradient: str = "auto",
+        fd_step: float = 0.01,
+        max_passes: int | None = 10000,
+        fill: str = "zero",
+        gamma: float = 0.0,
+        autoencoder: str | Path | Any | Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ParameterError(f"mode must be one of {MODES}, got {mode!r}")
+        if features not in FEATURES:
+            raise ParameterError(f"features must be one of {FEATURES}, got {features!r}")
+        if gradient not in GRADIENTS:
+            raise ParameterError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        if features == "pixels" and gradient == "finite-difference":
+            raise ParameterError("features='pixels' needs exact gradients (2 passes per pixel and channel by finite "
+                                 "differences are not affordable): use gradient='exact' or features='superpixels' "
+                                 "or 'grid'")
+        if _int(n_segments, "n_segments") < 2:
+            raise ParameterError(f"n_segments must be at least 2, got {n_segments}")
+        if _int(cells, "cells") < 1:
+            raise ParameterError(f"cells must be at least 1, got {cells}")
+        for name, value in (("compactness", compactness), ("c_init", c_init), ("learning_rate_init",
+                                                                              learning_rate_init)):
+            if not _finite(value) or float(value) <= 0:
+                raise ParameterError(f"{name} must be a positive number, got {value!r}")
+        for name, value in (("kappa", kappa), ("beta", beta), ("gamma", gamma)):
+            if not _finite(value) or float(value) < 0:
+                raise ParameterError(f"{name} must be a non-negative number, got {value!r}")
+        if _int(c_steps, "c_steps") < 1:
+            raise ParameterError(f"c_steps must be at least 1, got {c_steps}")
+        if _int(max_iterations, "max_iterations") < 1:
+            raise ParameterError(f"max_iterations must be at least 1, got {max_iterations}")
+        if not _finite(fd_step) or not 0.0 < float(fd_step) <= 0.5:
+            raise ParameterError(f"fd_step must be in (0, 0.5], got {fd_step!r}")
+        if max_passes is not None and _int(max_passes, "max_passes") < 1:
+            raise ParameterError(f"max_passes must be at least 1 (or None), got {max_passes}")
+        if float(gamma) > 0 and autoencoder is None:
+            raise ParameterError("gamma > 0 weighs the autoencoder term: pass autoencoder= (an ONNX file or a "
+                                 "callable)")
+        if autoencoder is not None:
+            _check_autoencoder(autoencoder)
+        self.mode = mode
+        self.features = features
+        self.n_segments = int(n_segments)
+        self.compactness = float(compactness)
+        self.cells = int(cells)
+        self.kappa = float(kappa)
+        self.beta = float(beta)
+        self.c_init = float(c_init)
+        self.c_steps = int(c_steps)
+        self.max_iterations = int(max_iterations)
+        self.learning_rate_init = float(learning_rate_init)
+        self.gradient = gradient
+        self.fd_step = float(fd_step)
+        self.max_passes = None if max_passes is None else int(max_passes)
+        self.fill = check_fill(fill)
+        self.gamma = float(gamma)
+        self.autoencoder = autoencoder
+
+    # -----------------------------------------------------------------------------------------------------------
+
+    def attribute(
+        self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        began = model.forward_passes
+        pixels = np.asarray(pixels, dtype=np.float32)
+        t0, q = _explained_classes(target)
+        segments = make_segments(pixels, self.features, self.n_segments, self.compactness, self.cells)
+        fill = fill_image(pixels, self.fill, model.spec).astype(np.float32)
+        autoencoder = _Autoencoder(self.autoencoder) if self.gamma > 0 and self.autoencoder is not None else None
+        modes = ["pp", "pn"] if self.mode == "both" else [self.mode]
+        problems = {m: Problem(m, pixels, fill, segments, t0, q, self.kappa) for m in modes}
+
+        exact = self._use_exact(model, problems[modes[0]])
+        max_passes = self.max_passes
+        total_iterations = len(modes) * self.c_steps * self.max_iterations
+        counter = {"done": 0}
+        schedule = Schedule(self.beta, self.c_init, self.c_steps, self.max_iterations, self.learning_rate_init,
+                            self.fd_step, self.gamma)
+
+        def step(count: int) -> None:
+            counter["done"] += count
+            progress(min(counter["done"], total_iterations), total_iterations)
+
+        extras: dict[str, Any] = {}
+        budget_reached = False
+        for index, mode in enumerate(modes):
+            limit = None
+            if max_passes is not None:
+                left = max_passes - (model.forward_passes - began) - (len(modes) - index)  # verification passes
+                limit = model.forward_passes + max(0, left // (len(modes) - index))
+            search = Search(schedule, model, problems[mode], exact, autoencoder, limit, step)
+            result = search.run()
+            budget_reached |= result["budget_reached"]
+            extras.update({f"{mode}_{key}": value for key, value in result.items() if key != "budget_reached"})
+        progress(total_iterations, total_iterations)
+
+        # Verification: the model once more on exactly the returned images.
+        returned = [extras[f"{mode}_image"] for mode in modes]
+        verified = model.predict(np.stack(returned)).argmax(axis=1)
+        for mode, cls in zip(modes, verified):
+            extras[f"{mode}_class"] = int(cls)
+            extras[f"{mode}_class_name"] = model.class_name(int(cls))
+        original = int(np.argmax(clean_outputs))
+        extras.update({
+            "segments": segments.astype(np.int32),
+            "original_class": original,
+            "original_class_name": model.class_name(original),
+            "explained_class": t0,
+            "contrast_class": -1 if q is None else q,
+            "passes": int(model.forward_passes - began),
+            "budget_reached": bool(budget_reached),
+            "resolved_params": {
+                "gradient": "exact" if exact else "finite-difference",
+                "n_features": int(problems[modes[0]].n_features),
+                **({"autoencoder": _describe(self.autoencoder)} if self.autoencoder is not None else {}),
+            },
+        })
+        saliency = extras["pp_map"] if "pp" in modes else extras["pn_map"]
+        return np.asarray(saliency, dtype=np.float32), extras
+
+    def constant_map_reason(self, extras: dict[str, Any]) -> str:
+        if self.mode != "pn" and extras.get("pp_found") and not np.any(extras.get("pp_map")):
+            return (f"the fill image alone (fill={self.fill!r}) is already class {extras['pp_class']}, so the pertinent "
+                    "positive is empty; try another fill (grey, black, mean, blur) or mode='pn'")
+        return super().constant_map_reason(extras)
+
+    def _use_exact(self, model: Model, problem: Problem) -> bool:
+        """Whether to use exact gradients: asked for, needed (pixel features), or offered by the model ("auto")."""
+        if self.gradient == "finite-difference":
+            return False
+        if self.gradient == "exact" or self.features == "pixels":
+            asked = "features='pixels'" if self.features == "pixels" else f"gradient={self.gradient!r}"
+            check_requirements(model, (INPUT_GRADIENTS,),
+                               f"CEM with {asked} (use features='superpixels' or 'grid' with gradient='auto' or "
+                               "'finite-difference')")
+            return True
+        return model.capability_gap(INPUT_GRADIENTS) is None
+
+
+def _explained_classes(target: Target) -> tuple[int, int | None]:
+    """(t0, q): the explained class and, for a contrast (p, q), the class the PN must reach."""
+    if target.kind == "class":
+        return int(target.classes[0]), None
+    if target.kind == "contrast":
+        return int(target.classes[0]), int(target.classes[1])
+    raise TargetError(f"CEM explains one class or a contrast (p, q), not a list of classes {list(target.classes)}")
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value)) and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        return False
