@@ -21,7 +21,7 @@ from blackbox_xai.groundtruth import make_images, shapes_model
 from blackbox_xai.methods.cem import (
     CEM,
     Problem,
-    _Autoencoder,
+    Autoencoder,
     autoencoder_gradient,
     hinge_gradient_exact,
     logit_jacobian_fd,
@@ -388,8 +388,8 @@ def test_autoencoder_gradient_exact_and_callable(shapes, tmp_path) -> None:
             plus[f, k] += 1e-4
             minus[f, k] -= 1e-4
             reference[f, k] = (loss(plus) - loss(minus)) / 2e-4
-    exact = autoencoder_gradient(_Autoencoder(blur_autoencoder(tmp_path / "blur.onnx")), problem, v, 1e-3)
-    callable_fd = autoencoder_gradient(_Autoencoder(numpy_blur), problem, v, 1e-3)
+    exact = autoencoder_gradient(Autoencoder(blur_autoencoder(tmp_path / "blur.onnx"), model), problem, v, 1e-3)
+    callable_fd = autoencoder_gradient(Autoencoder(numpy_blur, model), problem, v, 1e-3)
     scale = np.linalg.norm(reference)
     exact_error = np.linalg.norm(exact - reference) / scale
     callable_error = np.linalg.norm(callable_fd - reference) / scale
@@ -434,3 +434,34 @@ def test_an_empty_pertinent_positive_warns_with_its_reason(shapes):
     assert exp.extras["pp_found"] and exp.extras["pp_class"] == YELLOW
     assert not np.any(exp.extras["pp_map"]) and np.ptp(exp.saliency) == 0
     assert model_class(model, exp.extras["pp_image"]) == YELLOW
+
+
+def test_autoencoder_runs_in_sessions_the_explained_model_opens(tmp_path) -> None:
+    """The ONNX autoencoder and its backward graph are opened by ``model.make_session``: the model's providers,
+    threads and graph optimisation (here settings that differ from onnxruntime's defaults), not a CPU session of
+    their own; and no module under ``blackbox_xai/methods/`` imports onnxruntime."""
+    import re
+    from pathlib import Path
+
+    import blackbox_xai.methods
+
+    model = shapes_model("clean", optimize=False, threads=1)
+    opened = []
+    make_session = model.make_session
+    model.make_session = lambda source: opened.append(source) or make_session(source)
+    autoencoder = Autoencoder(blur_autoencoder(tmp_path / "blur.onnx"), model)
+    assert len(opened) == 2 and autoencoder.grad_session is not None  # the forward graph and its backward graph
+    expected = model.session.get_session_options()
+    assert expected.graph_optimization_level != type(expected)().graph_optimization_level  # not the default
+    for session in (autoencoder.session, autoencoder.grad_session):
+        assert session.get_providers() == model.session.get_providers()
+        options = session.get_session_options()
+        assert options.graph_optimization_level == expected.graph_optimization_level
+        assert options.intra_op_num_threads == expected.intra_op_num_threads == 1
+    images = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    np.testing.assert_allclose(autoencoder.reconstruct(images), numpy_blur(images), atol=1e-3)
+
+    root = Path(blackbox_xai.methods.__file__).parent
+    importers = [str(path.relative_to(root)) for path in sorted(root.rglob("*.py"))
+                 if re.search(r"^\s*(?:import|from)\s+onnxruntime\b", path.read_text(), re.MULTILINE)]
+    assert importers == []

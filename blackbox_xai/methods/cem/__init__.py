@@ -65,10 +65,11 @@ finite differences otherwise (a :class:`~blackbox_xai.model.CallableModel`, or a
 Optional autoencoder term (Alibi's ``gamma * |AE(x) - x|_2^2``): ``autoencoder=`` an ONNX file (path or
 ``ModelProto``) or a callable, taking and returning images (N, H, W, 3) float32 in [0, 255], RGB, at the model's
 resolution. The term is ``gamma * |(AE(x) - x) / 255|^2`` on the PN image and on the PP image (what the model sees;
-Alibi applies it to the PP's kept part, which for us is the PP image up to the fill). An ONNX autoencoder gets exact
-gradients from a backward graph (:func:`blackbox_xai.autodiff.build_gradient_model`); a callable one gets central
-differences on the feature variable (``2 * n_variables`` autoencoder calls per iteration; not counted as model
-passes).
+Alibi applies it to the PP's kept part, which for us is the PP image up to the fill). An ONNX autoencoder runs in
+sessions the explained model opens (``model.make_session``: the model's providers, threads and graph optimisation)
+and gets exact gradients from a backward graph (:func:`blackbox_xai.autodiff.build_gradient_model`); a callable one
+gets central differences on the feature variable (``2 * n_variables`` autoencoder calls per iteration; not counted
+as model passes).
 
 Budget: ``max_passes`` caps the forward passes of the model, gradient runs included (default 10000; None: no cap,
 Alibi's whole schedule of ``c_steps * max_iterations`` iterations per search). An iteration costs 2 passes with
@@ -85,7 +86,7 @@ the variable to pixels, the hinge, the elastic net), :mod:`.jacobian` (exact and
 :mod:`.autoencoder` (the optional term), :mod:`.search` (FISTA and the binary search on ``c``).
 """
 
-from .autoencoder import _Autoencoder, autoencoder_gradient
+from .autoencoder import Autoencoder, autoencoder_gradient
 from .features import FEATURES, make_segments
 from .jacobian import hinge_gradient_exact, logit_jacobian_fd, logits_of
 from .method import CEM, GRADIENTS, MODES
@@ -93,6 +94,6 @@ from .problem import Problem
 from .search import Schedule, Search
 
 __all__ = [
-    "CEM", "FEATURES", "GRADIENTS", "MODES", "Problem", "Schedule", "Search", "_Autoencoder", "autoencoder_gradient",
+    "CEM", "FEATURES", "GRADIENTS", "MODES", "Autoencoder", "Problem", "Schedule", "Search", "autoencoder_gradient",
     "hinge_gradient_exact", "logit_jacobian_fd", "logits_of", "make_segments",
 ]

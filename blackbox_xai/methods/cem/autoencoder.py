@@ -8,12 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ModelError, ParameterError
+from ...errors import GradientUnavailableError, ModelError, ParameterError
+from ...model.base import Model
 from ..base import chunks
 from .problem import Problem
 
 
-def _check_autoencoder(autoencoder: Any) -> None:
+def check_autoencoder(autoencoder: Any) -> None:
+    """Raise :class:`ParameterError` unless ``autoencoder`` is an existing file, a ``ModelProto`` or a callable."""
     if isinstance(autoencoder, (str, Path)):
         if not Path(autoencoder).is_file():
             raise ParameterError(f"autoencoder file {autoencoder} not found")
@@ -24,7 +26,8 @@ def _check_autoencoder(autoencoder: Any) -> None:
                          f"{type(autoencoder).__name__}")
 
 
-def _describe(autoencoder: Any) -> str:
+def describe(autoencoder: Any) -> str:
+    """What ``params["autoencoder"]`` records: the path, "onnx.ModelProto", or the callable's name."""
     if isinstance(autoencoder, (str, Path)):
         return str(autoencoder)
     if hasattr(autoencoder, "SerializeToString"):
@@ -32,20 +35,33 @@ def _describe(autoencoder: Any) -> str:
     return getattr(autoencoder, "__name__", type(autoencoder).__name__)
 
 
-class _Autoencoder:
-    """``|(AE(x) - x) / 255|^2`` and its pixel gradient (exact for ONNX, None for a callable)."""
+class Autoencoder:
+    """``|(AE(x) - x) / 255|^2`` and its pixel gradient (exact for ONNX, None for a callable).
 
-    def __init__(self, source: Any) -> None:
+    Parameters
+    ----------
+    source : an ONNX file (path), an ``onnx.ModelProto``, or a callable (images (N, H, W, 3) float32 in [0, 255]
+        in, images of the same shape out).
+    model : the explained model. An ONNX autoencoder and its backward graph run in sessions that the model opens
+        (``model.make_session``), so that they use the same providers (``--provider``), threads and graph
+        optimisation as the model itself; nothing here talks to onnxruntime. A callable ignores it.
+    """
+
+    def __init__(self, source: Any, model: Model) -> None:
         self.session = self.grad_session = None
         self.function: Callable[[np.ndarray], np.ndarray] | None = None
         if callable(source) and not isinstance(source, (str, Path)) and not hasattr(source, "SerializeToString"):
             self.function = source
             return
+        make_session = getattr(model, "make_session", None)
+        if make_session is None:
+            raise ParameterError(f"an ONNX autoencoder runs in a session opened by the explained model, and a "
+                                 f"{type(model).__name__} cannot open one: pass the autoencoder as a callable "
+                                 "(images in, images out)")
         import onnx
-        import onnxruntime as ort
         from google.protobuf.message import DecodeError
 
-        from ...autodiff import UnsupportedOpError, build_gradient_model
+        from ...autodiff import build_gradient_model
 
         try:
             proto = onnx.load(str(source)) if isinstance(source, (str, Path)) else source
@@ -56,14 +72,12 @@ class _Autoencoder:
         if len(inputs) != 1 or len(proto.graph.output) != 1:
             raise ModelError("the autoencoder must have one image input and one image output")
         self.input, self.output = inputs[0], proto.graph.output[0].name
-        options = ort.SessionOptions()
-        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.session = make_session(proto)
         try:
             built = build_gradient_model(proto, self.output, wrt=[self.input])
-            self.grad_session = ort.InferenceSession(built.SerializeToString(), options,
-                                                     providers=["CPUExecutionProvider"])
-        except UnsupportedOpError:
-            self.grad_session = None  # falls back to finite differences on the feature variable
+        except GradientUnavailableError:
+            return  # no backward rule for an op: finite differences on the feature variable
+        self.grad_session = make_session(built)
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.float32)
@@ -93,7 +107,7 @@ class _Autoencoder:
         return float(np.sum(residual ** 2)), gradient
 
 
-def autoencoder_gradient(autoencoder: _Autoencoder, problem: Problem, v: np.ndarray, step: float) -> np.ndarray:
+def autoencoder_gradient(autoencoder: Autoencoder, problem: Problem, v: np.ndarray, step: float) -> np.ndarray:
     """d |(AE(x(v)) - x(v)) / 255|^2 / dv (F, k): exact through the backward graph, else central differences."""
     exact = autoencoder.pixel_gradient(problem.image(v))
     if exact is not None:

@@ -18,7 +18,7 @@ from ...model.capabilities import INPUT_GRADIENTS, check_requirements
 from ...targets import Target
 from ..base import Method, Progress
 from ..fill import check_fill, fill_image
-from .autoencoder import _Autoencoder, _check_autoencoder, _describe
+from .autoencoder import Autoencoder, check_autoencoder, describe
 from .features import FEATURES, make_segments
 from .problem import Problem
 from .search import Schedule, Search
@@ -125,7 +125,7 @@ class CEM(Method):
             raise ParameterError("gamma > 0 weighs the autoencoder term: pass autoencoder= (an ONNX file or a "
                                  "callable)")
         if autoencoder is not None:
-            _check_autoencoder(autoencoder)
+            check_autoencoder(autoencoder)
         self.mode = mode
         self.features = features
         self.n_segments = int(n_segments)
@@ -154,7 +154,8 @@ class CEM(Method):
         t0, q = _explained_classes(target)
         segments = make_segments(pixels, self.features, self.n_segments, self.compactness, self.cells)
         fill = fill_image(pixels, self.fill, model.spec).astype(np.float32)
-        autoencoder = _Autoencoder(self.autoencoder) if self.gamma > 0 and self.autoencoder is not None else None
+        autoencoder = (Autoencoder(self.autoencoder, model) if self.gamma > 0 and self.autoencoder is not None
+                       else None)
         modes = ["pp", "pn"] if self.mode == "both" else [self.mode]
         problems = {m: Problem(m, pixels, fill, segments, t0, q, self.kappa) for m in modes}
 
@@ -200,7 +201,7 @@ class CEM(Method):
             "resolved_params": {
                 "gradient": "exact" if exact else "finite-difference",
                 "n_features": int(problems[modes[0]].n_features),
-                **({"autoencoder": _describe(self.autoencoder)} if self.autoencoder is not None else {}),
+                **({"autoencoder": describe(self.autoencoder)} if self.autoencoder is not None else {}),
             },
         })
         saliency = extras["pp_map"] if "pp" in modes else extras["pn_map"]

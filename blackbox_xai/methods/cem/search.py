@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...model.base import Model
-from .autoencoder import _Autoencoder, autoencoder_gradient
+from .autoencoder import Autoencoder, autoencoder_gradient
 from .jacobian import hinge_gradient_exact, logit_jacobian_fd, logits_of
 from .problem import Problem
 
@@ -41,7 +41,7 @@ class Search:
     """
 
     def __init__(self, schedule: Schedule, model: Model, problem: Problem, exact: bool,
-                 autoencoder: _Autoencoder | None, limit: int | None, step: Callable[[int], None]) -> None:
+                 autoencoder: Autoencoder | None, limit: int | None, step: Callable[[int], None]) -> None:
         self.schedule, self.model, self.problem, self.exact = schedule, model, problem, exact
         self.autoencoder, self.limit, self.step = autoencoder, limit, step
         self.budget_reached = False
