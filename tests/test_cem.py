@@ -89,7 +89,7 @@ def test_pn_exact_gradients_turns_red_into_yellow(shapes) -> None:
     model, images, masks, red = shapes
     index = 45  # a red disc covering 10% of the image
     assert index in red
-    exp = CEM(mode="pn", max_iterations=200, c_steps=3).explain(model, images[index], target=(RED, YELLOW))
+    exp = CEM(mode="pn", iterations=200, c_steps=3).explain(model, images[index], target=(RED, YELLOW))
     assert exp.params["gradient"] == "exact" and exp.params["max_passes"] == 10000
     check_pn(exp, model, images[index], masks[index], "PN exact (superpixels)")
 
@@ -98,7 +98,7 @@ def test_pn_black_box_finite_differences(shapes) -> None:
     model, images, masks, _ = shapes
     index = 45
     box = black_box(model)
-    exp = CEM(mode="pn", n_segments=30, max_iterations=35, c_steps=2, max_passes=20000).explain(
+    exp = CEM(mode="pn", n_segments=30, iterations=35, c_steps=2, max_passes=20000).explain(
         box, images[index], target=(RED, YELLOW))
     assert exp.params["gradient"] == "finite-difference"
     assert exp.timing["forward_passes"] == exp.extras["passes"] + 1 <= 20000 + 1  # + the clean pass of explain
@@ -108,7 +108,7 @@ def test_pn_black_box_finite_differences(shapes) -> None:
 def test_pn_without_contrast_leaves_the_class(shapes) -> None:
     model, images, _, red = shapes
     index = red[0]
-    exp = CEM(mode="pn", features="grid", cells=12, max_iterations=100, c_steps=2).explain(model, images[index])
+    exp = CEM(mode="pn", features="grid", cells=12, iterations=100, c_steps=2).explain(model, images[index])
     assert exp.extras["pn_found"] and exp.extras["contrast_class"] == -1
     assert model_class(model, exp.extras["pn_image"]) == exp.extras["pn_class"] != RED
 
@@ -125,7 +125,7 @@ def test_pp_keeps_red_with_few_features_on_the_target(shapes, path) -> None:
     assert index in red
     subject = model if path == "exact" else black_box(model)
     iterations = 200 if path == "exact" else 50
-    exp = CEM(mode="pp", max_iterations=iterations, c_steps=2).explain(subject, images[index])
+    exp = CEM(mode="pp", iterations=iterations, c_steps=2).explain(subject, images[index])
     extras = exp.extras
     assert extras["pp_found"]
     assert model_class(model, extras["pp_image"]) == RED == extras["pp_class"]
@@ -159,7 +159,7 @@ def test_pp_keeps_red_with_few_features_on_the_target(shapes, path) -> None:
 def test_full_pixel_cem_exact(shapes) -> None:
     model, images, masks, _ = shapes
     index = 5
-    exp = CEM(mode="both", features="pixels", max_iterations=150, c_steps=2).explain(
+    exp = CEM(mode="both", features="pixels", iterations=150, c_steps=2).explain(
         model, images[index], target=(RED, YELLOW))
     extras = exp.extras
     assert exp.params["n_features"] == 96 * 96 and exp.params["gradient"] == "exact"
@@ -227,6 +227,38 @@ def test_exact_hinge_gradient_matches_finite_differences(shapes, mode) -> None:
     assert default_error < 0.1  # a larger step crosses ReLU kinks: still a descent direction
 
 
+@pytest.mark.parametrize("mode", ["pn", "pp"])
+def test_fd_step_is_a_fraction_of_the_rms_of_the_perturbed_pixels(shapes, mode) -> None:
+    """fd_step (the library's unit): a finite-difference step moves the pixels of one feature by fd_step times the
+    rms of their span across the box (255 for a PN, x0 - fill for a PP), and nothing else; where that rms is 0 (a PP
+    feature already at the fill) the variable's difference is exactly 0."""
+    model, images, _, red = shapes
+    x0 = np.clip(images[red[0]], 10.0, 240.0)  # no clipping at 255 within one step
+    segments = make_segments(x0, "grid", cells=4)
+    fill = fill_image(x0, "zero", model.spec).astype(np.float32)
+    if mode == "pp":
+        x0[segments == 5] = fill[segments == 5]  # feature 5 cannot move the image: its span's rms is 0
+    problem = Problem(mode, x0, fill, segments, RED, None, 0.0)
+    step = CEM().fd_step
+    v = np.full(problem.shape, 0.5 if mode == "pp" else 0.0)
+    base = problem.image(v).astype(np.float64)
+    elements = np.arange(problem.shape[0] * problem.shape[1])
+    moved = problem.perturbed(v, elements, step).astype(np.float64) - base
+    for element, change in zip(elements, moved):
+        feature, channel = divmod(int(element), problem.shape[1])
+        inside = segments == feature
+        span = np.full(int(inside.sum()), 255.0) if mode == "pn" else (x0 - fill)[inside].astype(np.float64)
+        if mode == "pn":
+            change = change[..., channel]
+            assert not np.any(np.delete(moved[element], channel, axis=2))  # the other channels do not move
+        assert not np.any(change[~inside])  # nor do the other features
+        expected = step * np.sqrt(np.mean(span ** 2))
+        assert np.sqrt(np.mean(change[inside] ** 2)) == pytest.approx(expected, rel=1e-3, abs=1e-4)
+    if mode == "pp":
+        _, jacobian = logit_jacobian_fd(model, problem, v, step)
+        assert np.all(np.isfinite(jacobian)) and not np.any(jacobian[:, 5]) and np.any(jacobian[:, 4])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 5. The zoo model at 224, black box, within a budget
 # ---------------------------------------------------------------------------------------------------------------
@@ -264,7 +296,7 @@ def test_zoo_black_box_pn_within_budget() -> None:
 
 @pytest.mark.parametrize("params", [
     {"mode": "pq"}, {"features": "quickshift"}, {"gradient": "numeric"}, {"n_segments": 1}, {"cells": 0},
-    {"kappa": -1.0}, {"beta": float("nan")}, {"c_init": 0.0}, {"c_steps": 0}, {"max_iterations": 0},
+    {"kappa": -1.0}, {"beta": float("nan")}, {"c_init": 0.0}, {"c_steps": 0}, {"iterations": 0},
     {"learning_rate_init": -0.1}, {"fd_step": 0.0}, {"fd_step": 0.9}, {"max_passes": 0}, {"fill": "white"},
     {"gamma": 1.0}, {"autoencoder": "/no/such/autoencoder.onnx"}, {"autoencoder": 3},
     {"features": "pixels", "gradient": "finite-difference"}, {"n_segments": 2.5}, {"compactness": 0.0},
@@ -300,13 +332,13 @@ def test_budget_is_respected_and_reported(shapes) -> None:
     for mode in ("pp", "pn"):  # whatever was found, the classes are the model's
         assert model_class(model, extras[f"{mode}_image"]) == extras[f"{mode}_class"]
     # Without a cap, runs are bounded by the schedule, and say the budget was not reached.
-    exact = CEM(mode="pn", max_iterations=20, c_steps=2, max_passes=None).explain(model, images[red[0]])
+    exact = CEM(mode="pn", iterations=20, c_steps=2, max_passes=None).explain(model, images[red[0]])
     assert exact.extras["budget_reached"] is False and exact.extras["pn_iterations"] <= 40
 
 
 def test_deterministic(shapes) -> None:
     model, images, _, red = shapes
-    method = CEM(mode="both", max_iterations=30, c_steps=2)
+    method = CEM(mode="both", iterations=30, c_steps=2)
     first = method.explain(model, images[red[2]], target=(RED, YELLOW))
     second = method.explain(model, images[red[2]], target=(RED, YELLOW))
     for key in ("pp_image", "pn_image", "segments", "pp_variable", "pn_variable"):
@@ -317,7 +349,7 @@ def test_deterministic(shapes) -> None:
 def test_save_load_and_render(shapes, tmp_path) -> None:
     model, images, _, _ = shapes
     index = 45
-    exp = CEM(mode="both", max_iterations=100, c_steps=2).explain(model, images[index], target=(RED, YELLOW))
+    exp = CEM(mode="both", iterations=100, c_steps=2).explain(model, images[index], target=(RED, YELLOW))
     exp.save(tmp_path / "cem")
     loaded = Explanation.load(tmp_path / "cem")
     for key, value in exp.extras.items():
@@ -408,7 +440,7 @@ def test_autoencoder_term_smooths_the_pn(shapes, tmp_path) -> None:
         image = pn[None].astype(np.float64)
         return float(np.sum((numpy_blur(image) - image) ** 2) / np.sum((pn - images[index]) ** 2))
 
-    common = {"mode": "pn", "features": "grid", "cells": 16, "max_iterations": 100, "c_steps": 2}
+    common = {"mode": "pn", "features": "grid", "cells": 16, "iterations": 100, "c_steps": 2}
     plain = CEM(**common).explain(model, images[index], target=(RED, YELLOW))
     smooth = CEM(**common, gamma=1000.0, autoencoder=path).explain(model, images[index], target=(RED, YELLOW))
     assert smooth.params["autoencoder"] == path and smooth.params["gamma"] == 1000.0

@@ -11,8 +11,8 @@ Each is the solution of ``min_v c * hinge(v) + beta * |v|_1 + |v|_2^2`` over a b
 2009: a gradient step on the smooth part, shrinkage-thresholding for the L1 term, projection onto the box, Nesterov
 momentum ``k / (k + 3)``), with a binary search on the constant ``c``, as in the paper and in Alibi's ``CEM``
 (SeldonIO/alibi, ``alibi/explainers/cem.py``), whose defaults are used: ``kappa=0, beta=0.1, c_init=10, c_steps=10,
-max_iterations=1000``, learning rate with polynomial decay (power 0.5, to 0 at ``max_iterations``), autoencoder
-weight ``gamma=0``.
+iterations=1000`` (Alibi's ``max_iterations``), learning rate with polynomial decay (power 0.5, to 0 at
+``iterations``), autoencoder weight ``gamma=0``.
 
 Feature space and units
 -----------------------
@@ -51,7 +51,7 @@ upper bound, once there is one) when none was. One addition to Alibi's schedule:
 fixed point of the proximal-gradient map ends there (the iterates would repeat exactly). At ``v = 0`` that happens
 while ``c`` is too small for any feature to pay its L1 price, ``c <= c0 = min_f (beta + g_f) / -h_f`` over the
 features whose hinge gradient ``h_f`` is negative (``g_f``: the autoencoder term's gradient, preconditioned like
-``h_f``); the round then costs one iteration instead of ``max_iterations``, ``c0`` becomes the lower bound and the
+``h_f``); the round then costs one iteration instead of ``iterations``, ``c0`` becomes the lower bound and the
 next ``c`` is ``10 * c0`` (Alibi: ``10 * c``). The ``c`` a PN or PP needs grows with the number of pixels (the
 per-pixel gradients shrink): a few to a few tens at 96 x 96, hundreds to thousands at 224 x 224; this is what lets
 a black-box search at 224 reach it within its budget.
@@ -61,6 +61,15 @@ logit vector, e.g. ``e_t0 - e_j``) through the pixel map and ``S^T``; "finite-di
 of the logits with respect to each variable (``2 * n_variables`` passes, batched in chunks of the model's batch
 size, plus one at the point itself); "auto" (default) uses exact gradients when the model has a backward graph and
 finite differences otherwise (a :class:`~blackbox_xai.model.CallableModel`, or an op without a backward rule).
+
+The finite-difference step ``fd_step`` is, as everywhere in the library, a fraction of the rms of the perturbed
+quantity. What one variable ``v_f`` perturbs is the pixels of its feature (one channel of them for a PN or a PP on
+pixels), which it moves linearly across the box: from ``x0`` (``v_f = 0``) to ``x0 + 255`` (``v_f = 1``, before
+clipping) for a PN, from the fill to ``x0`` for a PP. The step moves those pixels by ``fd_step`` times the rms of
+that span over the feature's pixels (255 for a PN, so 2.55 grey levels at the default 0.01; ``rms(x0 - fill)`` for
+a PP), which is a step of exactly ``fd_step`` on the variable, whatever the feature. Where the rms is 0 (a PP feature
+whose pixels already are the fill) the variable cannot move the image: the step on it stays ``fd_step`` and its
+difference is 0. The same step serves a callable autoencoder's differences.
 
 Optional autoencoder term (Alibi's ``gamma * |AE(x) - x|_2^2``): ``autoencoder=`` an ONNX file (path or
 ``ModelProto``) or a callable, taking and returning images (N, H, W, 3) float32 in [0, 255], RGB, at the model's
@@ -72,7 +81,7 @@ gets central differences on the feature variable (``2 * n_variables`` autoencode
 as model passes).
 
 Budget: ``max_passes`` caps the forward passes of the model, gradient runs included (default 10000; None: no cap,
-Alibi's whole schedule of ``c_steps * max_iterations`` iterations per search). An iteration costs 2 passes with
+Alibi's whole schedule of ``c_steps * iterations`` iterations per search). An iteration costs 2 passes with
 exact gradients (3 when the hinge's rival class changes between the two), ``2 + 2 * n_variables`` by finite
 differences. With ``mode="both"`` the passes left are shared equally between the two searches (the PP runs
 first). A search stops cleanly before an iteration that could overrun its share and keeps its best solution;

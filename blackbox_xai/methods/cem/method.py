@@ -43,11 +43,14 @@ class CEM(Method):
     beta : L1 weight of the elastic net (default 0.1, Alibi).
     c_init : initial weight of the hinge term (default 10, Alibi).
     c_steps : rounds of the binary search on c (default 10, Alibi).
-    max_iterations : FISTA iterations per round (default 1000, Alibi).
+    iterations : FISTA iterations per round (default 1000, Alibi's ``max_iterations``).
     learning_rate_init : initial FISTA step (default 1e-2, Alibi's value; in variable units per unit of per-pixel
-        gradient, see the module docstring), decayed as ``lr_init * (1 - k / max_iterations) ** 0.5``.
+        gradient, see the module docstring), decayed as ``lr_init * (1 - k / iterations) ** 0.5``.
     gradient : "auto" (default), "exact" or "finite-difference" (see the module docstring).
-    fd_step : central-difference step on a variable (default 0.01 of the range, about 2.5 grey levels).
+    fd_step : the finite-difference step as a fraction of the rms of the perturbed quantity, the pixels a variable
+        moves across its box (default 0.01: 2.55 grey levels for a PN, 1% of ``rms(x0 - fill)`` over the feature
+        for a PP; a step of ``fd_step`` on the variable itself; see the module docstring, also for the fallback
+        where that rms is 0).
     max_passes : cap on the model's forward passes, gradient runs included (default 10000; None: no cap).
     fill : what the PP's removed pixels become (default "zero": the pixel the model sees as zero, the data set's
         mean colour; see :func:`~blackbox_xai.methods.fill.fill_image`).
@@ -83,7 +86,7 @@ class CEM(Method):
         beta: float = 0.1,
         c_init: float = 10.0,
         c_steps: int = 10,
-        max_iterations: int = 1000,
+        iterations: int = 1000,
         learning_rate_init: float = 1e-2,
         gradient: str = "auto",
         fd_step: float = 0.01,
@@ -115,8 +118,8 @@ class CEM(Method):
                 raise ParameterError(f"{name} must be a non-negative number, got {value!r}")
         if _int(c_steps, "c_steps") < 1:
             raise ParameterError(f"c_steps must be at least 1, got {c_steps}")
-        if _int(max_iterations, "max_iterations") < 1:
-            raise ParameterError(f"max_iterations must be at least 1, got {max_iterations}")
+        if _int(iterations, "iterations") < 1:
+            raise ParameterError(f"iterations must be at least 1, got {iterations}")
         if not _finite(fd_step) or not 0.0 < float(fd_step) <= 0.5:
             raise ParameterError(f"fd_step must be in (0, 0.5], got {fd_step!r}")
         if max_passes is not None and _int(max_passes, "max_passes") < 1:
@@ -135,7 +138,7 @@ class CEM(Method):
         self.beta = float(beta)
         self.c_init = float(c_init)
         self.c_steps = int(c_steps)
-        self.max_iterations = int(max_iterations)
+        self.iterations = int(iterations)
         self.learning_rate_init = float(learning_rate_init)
         self.gradient = gradient
         self.fd_step = float(fd_step)
@@ -161,9 +164,9 @@ class CEM(Method):
 
         exact = self._use_exact(model, problems[modes[0]])
         max_passes = self.max_passes
-        total_iterations = len(modes) * self.c_steps * self.max_iterations
+        total_iterations = len(modes) * self.c_steps * self.iterations
         counter = {"done": 0}
-        schedule = Schedule(self.beta, self.c_init, self.c_steps, self.max_iterations, self.learning_rate_init,
+        schedule = Schedule(self.beta, self.c_init, self.c_steps, self.iterations, self.learning_rate_init,
                             self.fd_step, self.gamma)
 
         def step(count: int) -> None:
@@ -209,8 +212,8 @@ class CEM(Method):
 
     def constant_map_reason(self, extras: dict[str, Any]) -> str:
         if self.mode != "pn" and extras.get("pp_found") and not np.any(extras.get("pp_map")):
-            return (f"the fill image alone (fill={self.fill!r}) is already class {extras['pp_class']}, so the pertinent "
-                    "positive is empty; try another fill (grey, black, mean, blur) or mode='pn'")
+            return (f"the fill image alone (fill={self.fill!r}) is already class {extras['pp_class']}, so the "
+                    "pertinent positive is empty; try another fill (grey, black, mean, blur) or mode='pn'")
         return super().constant_map_reason(extras)
 
     def _use_exact(self, model: Model, problem: Problem) -> bool:

@@ -27,7 +27,7 @@ class Schedule:
     beta: float
     c_init: float
     c_steps: int
-    max_iterations: int
+    iterations: int
     learning_rate_init: float
     fd_step: float
     gamma: float
@@ -82,11 +82,11 @@ class Search:
             y = x.copy()
             found_here = False
             threshold = 0.0  # the c below which v = 0 is a fixed point, when the round stopped there
-            for k in range(schedule.max_iterations):
+            for k in range(schedule.iterations):
                 if not self.affordable():
                     self.budget_reached = True
                     break
-                rate = schedule.learning_rate_init * (1.0 - k / schedule.max_iterations) ** 0.5
+                rate = schedule.learning_rate_init * (1.0 - k / schedule.iterations) ** 0.5
                 hinge, extra, rival = self.gradients(y, rival)
                 gradient = c * hinge + extra + 2.0 * y
                 # Shrinkage-thresholding of beta * |v|_1 and projection on [0, 1] (the variable is never negative).
@@ -114,7 +114,7 @@ class Search:
                         descent = hinge < 0
                         threshold = (float(np.min((schedule.beta + extra[descent]) / -hinge[descent]))
                                      if descent.any() else math.inf)
-                    self.step(schedule.max_iterations - k - 1)
+                    self.step(schedule.iterations - k - 1)
                     break
             if self.budget_reached or threshold == math.inf:  # no c can leave v = 0: nothing to search
                 break
