@@ -27,7 +27,6 @@ MODES = ("both", "pp", "pn")
 GRADIENTS = ("auto", "exact", "finite-difference")
 
 
-
 class CEM(Method):
     """Pertinent positives and negatives by FISTA with a binary search on ``c`` (Dhurandhar et al. 2018).
 
@@ -162,7 +161,7 @@ class CEM(Method):
         modes = ["pp", "pn"] if self.mode == "both" else [self.mode]
         problems = {m: Problem(m, pixels, fill, segments, t0, q, self.kappa) for m in modes}
 
-        exact = self._use_exact(model, problems[modes[0]])
+        exact = self._use_exact(model)
         max_passes = self.max_passes
         total_iterations = len(modes) * self.c_steps * self.iterations
         counter = {"done": 0}
@@ -216,7 +215,7 @@ class CEM(Method):
                     "pertinent positive is empty; try another fill (grey, black, mean, blur) or mode='pn'")
         return super().constant_map_reason(extras)
 
-    def _use_exact(self, model: Model, problem: Problem) -> bool:
+    def _use_exact(self, model: Model) -> bool:
         """Whether to use exact gradients: asked for, needed (pixel features), or offered by the model ("auto")."""
         if self.gradient == "finite-difference":
             return False
