@@ -4,7 +4,8 @@ A target is one of
 
 - a class index (``3``) or, when the model's class names are known, a class **name** (``"Egyptian cat"``):
   names match case-insensitively, with surrounding whitespace ignored and inner runs of whitespace read as one
-  space. A name that is also an integer (``"3"``) is read as the index: the index wins;
+  space; where two labels differ only in case (ImageNet's "Cardigan" the dog and "cardigan" the sweater), the
+  exact spelling decides. A name that is also an integer (``"3"``) is read as the index: the index wins;
 - ``"top1"``: the highest-scoring class on the clean image, or ``"topK"`` (``"top5"``): the K highest classes,
   a ``"classes"`` target whose score is their sum (K between 1 and the number of classes);
 - a list of classes (indices or names; their scores summed: "any of these");
@@ -75,10 +76,8 @@ def parse_target(text: str, labels: Sequence[str] | None = None) -> TargetLike:
     number = _integer(stripped)
     if number is not None:
         return number
-    if labels is not None:
-        whole = _label_table(labels).get(_name_key(stripped))
-        if whole is not None and len(whole) == 1:
-            return whole[0]
+    if labels is not None and _name_key(stripped) in _label_table(labels):
+        return _name_index(stripped, labels)  # a whole label, even one with "," or ":" in it
     if ":" in stripped:
         parts = stripped.split(":")
         if len(parts) != 2:
@@ -198,9 +197,13 @@ def _name_index(name: str, labels: Sequence[str] | None) -> int:
             raise TargetError(f"unknown class name {name!r}: did you mean {hints}?")
         raise TargetError(f"unknown class name {name!r}: no label of the model's {len(labels)} is close; "
                           "give a class index or a name from the labels file")
-    if len(found) > 1:
+    if len(found) > 1:  # names that differ only in case ("Cardigan" the dog, "cardigan" the sweater)
+        exact = [index for index in found if " ".join(str(labels[index]).split()) == " ".join(name.split())]
+        if len(exact) == 1:
+            return exact[0]
         indices = ", ".join(str(i) for i in found)
-        raise TargetError(f"class name {name!r} is ambiguous: classes {indices} all have it; give the index")
+        raise TargetError(f"class name {name!r} is ambiguous: classes {indices} all have it; give the index "
+                          "or the exact spelling")
     return found[0]
 
 
