@@ -86,7 +86,7 @@ def pixel_budget(max_pixels: int | None = None) -> int:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (value >= 1 and value == int(value)) or value > 2**62:
+    if not (1 <= value <= 2**62 and value == int(value)):  # NaN and infinity fail the range test first
         raise ParameterError(f"{MAX_PIXELS_ENV} must be a positive integer number of pixels, got {text!r}")
     return int(value)
 

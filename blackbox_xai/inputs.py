@@ -4,8 +4,9 @@ names that never collide.
 :func:`expand_image_arguments` turns what a user typed into image paths:
 
 - a file is kept as given (whatever its suffix: the user chose it);
-- a folder becomes the image files inside it (:data:`IMAGE_SUFFIXES`, case-insensitive, sorted by name); with
-  ``recursive`` also those in its subfolders, at any depth (sorted by path). A folder without images directly
+- a folder becomes the image files inside it (:data:`IMAGE_SUFFIXES`, case-insensitive, sorted by name; hidden
+  files and folders, whose names start with ".", are skipped); with ``recursive`` also those in its subfolders,
+  at any depth (sorted by path; a folder reached twice through links is searched once). A folder without images directly
   inside but with subfolders is an error that says to add ``--recursive``;
 - a glob pattern (``*``, ``?``, ``[...]``; ``**`` with ``recursive``) that the shell did not expand (it was
   quoted, or the shell does not glob) is expanded here: matched image files are kept, matched folders expand as
@@ -67,17 +68,24 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
-def _folder_images(folder: Path, recursive: bool, strict: bool) -> list[Path]:
-    """The image files in ``folder`` (sorted); with ``strict``, an error when there are none."""
+def _folder_images(folder: Path, recursive: bool, strict: bool, visited: set | None = None) -> list[Path]:
+    """The image files in ``folder`` (sorted; hidden entries skipped); with ``strict``, an error when there
+    are none. ``visited`` holds the folders already searched, so that a link loop is searched once."""
     try:
-        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+        status = folder.stat()
+        entries = sorted((e for e in folder.iterdir() if not e.name.startswith(".")), key=lambda p: p.name)
     except OSError as error:
         raise ImageError(f"cannot list folder {folder}: {error.strerror or error}") from None
+    visited = set() if visited is None else visited
+    visited.add((status.st_dev, status.st_ino))
     images = [entry for entry in entries if is_image_file(entry)]
     subfolders = [entry for entry in entries if entry.is_dir()]
     if recursive:
-        images = sorted(images + [p for sub in subfolders for p in _folder_images(sub, True, strict=False)],
-                        key=lambda p: p.parts)
+        for sub in subfolders:
+            inner = sub.stat()
+            if (inner.st_dev, inner.st_ino) not in visited:
+                images.extend(_folder_images(sub, True, strict=False, visited=visited))
+        images.sort(key=lambda p: p.parts)
     if images or not strict:
         return images
     if subfolders and not recursive:

@@ -164,7 +164,7 @@ def test_budget_from_argument_environment_and_default(tmp_path: Path, monkeypatc
     assert load_image(path).shape == (200, 300, 3)
     # arrays are the caller's own memory: no budget
     np.testing.assert_array_equal(load_image(pixels, max_pixels=1), pixels.astype(np.float32))
-    for bad in ("0", "-5", "abc", "1.5", "nan"):
+    for bad in ("0", "-5", "abc", "1.5", "nan", "inf", "1e400"):
         monkeypatch.setenv(MAX_PIXELS_ENV, bad)
         with pytest.raises(ParameterError, match=MAX_PIXELS_ENV):
             load_image(path)
@@ -368,6 +368,18 @@ def test_recursive_folder_with_only_subfolders(tmp_path: Path, monkeypatch: pyte
     make_tree(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert rel(expand_image_arguments(["only_sub"], recursive=True), tmp_path) == ["only_sub/x/y.png"]
+
+
+def test_recursion_skips_hidden_entries_and_survives_link_loops(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    make_tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub" / ".cache").mkdir()
+    (tmp_path / "sub" / ".cache" / "f.png").write_bytes(b"x")
+    (tmp_path / "sub" / ".hidden.png").write_bytes(b"x")
+    os.symlink(tmp_path / "sub", tmp_path / "sub" / "deep" / "loop")
+    found = rel(expand_image_arguments(["sub"], recursive=True), tmp_path)
+    assert found == ["sub/d.png", "sub/deep/e.jpeg"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
