@@ -53,3 +53,8 @@ class GradientUnavailableError(CapabilityError):
 class ConstantMapWarning(UserWarning):
     """A method returned a constant map: nothing it tried changed the explained score (often a saturated
     probability; the command line prints it as one warning line)."""
+
+
+class FirstFrameWarning(UserWarning):
+    """An image file holds several frames or pages (animated GIF, APNG or WebP, multi-page TIFF): only the first
+    is used; the message says how many there were."""
