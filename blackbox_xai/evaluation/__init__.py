@@ -68,9 +68,29 @@ class _Context:
             size = self.model.input_size or self.image.shape[:2]
             pixels = resize_pixels(self.image, size)
             saliency = resize_map(self.saliency, size)
-            target = resolve_target(target_from_json(self.explanation.target), self.model.predict(pixels)[0])
+            target = resolve_target(target_from_json(self.explanation.target), self._clean_scores(pixels))
             self._model_view = (pixels, saliency, target)
         return self._model_view
+
+    def _clean_scores(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's outputs on the clean image, to resolve the explanation's target against.
+
+        The explanation already carries them (``scores``) when it was made on this very image: reused when its
+        target is recorded resolved (a class, a list, a pair: only the number of classes is read from the scores,
+        checked against this model's) -- the case of every explanation a method returns. Anything else (a
+        hand-made explanation with a target such as "top1", whose meaning depends on the scores' values, or
+        another image) costs one forward pass on ``pixels``, as before.
+        """
+        explanation = self.explanation
+        scores = np.asarray(explanation.scores)
+        reusable = (
+            not isinstance(target_from_json(explanation.target), str)
+            and scores.shape == (self.model.n_classes,)
+            and explanation.image is not None
+            and np.asarray(explanation.image).shape == self.image.shape
+            and np.array_equal(explanation.image, self.image)
+        )
+        return scores if reusable else self.model.predict(pixels)[0]
 
     def sensitivity(self, options: dict[str, Any]) -> SensitivityResult:
         key = tuple(sorted((k, repr(v)) for k, v in options.items()))
