@@ -232,7 +232,7 @@ def evaluate(
             f"the explanation's saliency has shape {saliency.shape} but the image is {pixels.shape[:2]}: "
             "evaluate an explanation with the image it explains"
         )
-    mask_array = None if mask is None else _load_mask(mask, pixels.shape[:2])
+    mask_array = None if mask is None else load_mask(mask, pixels.shape[:2])
     for name in names:
         if METRICS[name].needs_mask and mask_array is None:
             raise ParameterError(f"metric {name} needs a ground-truth mask (mask=...)")
@@ -278,7 +278,10 @@ def _check_options(names: list[str], options: dict[str, Any]) -> None:
         )
 
 
-def _load_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray:
+def load_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray:
+    """A ground-truth mask as :func:`evaluate` reads it: an array (H, W) or (H, W, 1), nonzero = object, returned
+    as is; or an image file, read as a boolean array, bright (mean of the channels > 127.5) = object. Raises
+    :class:`ParameterError` unless it is (H, W) = ``shape``, the image's resolution."""
     if isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__"):
         mask = load_image(mask).mean(axis=2) > 127.5
     array = np.asarray(mask)
@@ -305,6 +308,7 @@ __all__ = [
     "insertion",
     "iou",
     "list_metrics",
+    "load_mask",
     "localisation",
     "max_sensitivity",
     "noisy_linear_imputation",
