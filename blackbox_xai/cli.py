@@ -211,11 +211,33 @@ def run_explain(args: argparse.Namespace) -> int:
     methods = [make_method(name, **params[name]) for name in names]
     target = parse_target(args.target)
     images = [Path(p) for p in args.images]
-    for path in images:  # fail before any work on an image that cannot be decoded
-        load_image(path)
+    decoded = decode_images(images)  # fails before any work on an image that cannot be decoded
     model = load_model_from_args(args)
-    explain_images(model, [(path.stem, path) for path in images], methods, target, Path(args.out))
+    explain_images(model, [(path.stem, image) for path, image in zip(images, decoded)], methods, target,
+                   Path(args.out))
     return 0
+
+
+def decode_images(paths: list[Path]) -> list[Any]:
+    """Decode every image file once, up front (a file that cannot be decoded fails before any work is done), into
+    what the methods and metrics are then given instead of the path.
+
+    That is an array which :func:`~blackbox_xai.image.load_image` turns back into exactly the pixels it decodes
+    from the file: uint8 for 8-bit images (a quarter of the float32 pixels' memory), else the float32 pixels. The
+    one exception keeps the path: non-8-bit pixels that are all <= 1, which ``load_image`` would take for a [0, 1]
+    float image and scale by 255 (a nearly black 16-bit image, decoded again where used).
+    """
+    decoded: list[Any] = []
+    for path in paths:
+        pixels = load_image(path)
+        compact = pixels.astype(np.uint8)
+        if np.array_equal(compact, pixels):
+            decoded.append(compact)
+        elif pixels.max(initial=0.0) > 1.0:
+            decoded.append(pixels)
+        else:
+            decoded.append(path)
+    return decoded
 
 
 def explain_images(model: Model, images: list[tuple[str, Any]], methods: list, target: Any, out: Path) -> None:
@@ -285,7 +307,7 @@ def _masks_for(images: list[Path], masks: list[str]) -> list[Path | None]:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from .evaluation import evaluate, load_mask
     from .evaluation import _metric_names as metric_names
     from .fileio import write_atomic
 
@@ -296,15 +318,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
     images = [Path(p) for p in args.images]
     masks = _masks_for(images, args.mask)
-    for path in images:
-        load_image(path)
+    decoded = decode_images(images)
     model = load_model_from_args(args)
     rows = []
-    for path, mask in zip(images, masks):
+    for path, image, mask in zip(images, decoded, masks):
+        if mask is not None:  # decoded once for all the methods
+            shape = image.shape[:2] if isinstance(image, np.ndarray) else load_image(path).shape[:2]
+            mask = load_mask(mask, shape)
         for method in methods:
             with _progress_bar(f"{path.stem} {method.name}") as progress:
-                explanation = method.explain(model, path, target=target, progress=progress)
-            scores = evaluate(model, path, explanation, metrics=metrics, mask=mask)
+                explanation = method.explain(model, image, target=target, progress=progress)
+            scores = evaluate(model, image, explanation, metrics=metrics, mask=mask)
             rows.append({"image": str(path), "method": method.name, "target": json.dumps(explanation.target),
                          **{m: scores[m] for m in metrics}})
     out = Path(args.out)

@@ -14,6 +14,9 @@ from .errors import OutputError
 from .fileio import write_all_atomic
 from .render import encode_png, heatmap, overlay
 
+#: Suffixes that :meth:`Explanation.save` drops from its prefix: the files it writes, and other image formats.
+SAVE_SUFFIXES = frozenset({".png", ".npz", ".json", ".npy", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
 
 @dataclass
 class Explanation:
@@ -65,9 +68,13 @@ class Explanation:
     def save(self, prefix: str | Path) -> list[Path]:
         """Write ``prefix.png`` (overlay), ``prefix.npz`` (``saliency`` and array extras) and ``prefix.json``.
 
-        Each file is written atomically; returns the paths written.
+        A known image, array or JSON suffix on ``prefix`` (``.png``, ``.jpg``, ``.npz``, ``.json``...; see
+        :data:`SAVE_SUFFIXES`) is dropped: ``save("out/cat.png")`` writes ``out/cat.png``, not ``out/cat.png.png``.
+        Other dots stay part of the name (``save("out/cat.v2")`` writes ``out/cat.v2.png``...). Each file is
+        written atomically with ordinary permissions (:func:`~blackbox_xai.fileio.write_atomic`); when one
+        fails, the files this call created are removed. Returns the paths written.
         """
-        prefix = Path(prefix)
+        prefix = _stem_prefix(prefix)
         arrays = {"saliency": self.saliency.astype(np.float32)}
         for key, value in self.extras.items():
             if isinstance(value, np.ndarray):
@@ -85,8 +92,9 @@ class Explanation:
 
     @classmethod
     def load(cls, prefix: str | Path) -> "Explanation":
-        """Read an explanation written by :meth:`save` (the image is not stored, so ``image`` is None)."""
-        prefix = Path(prefix)
+        """Read an explanation written by :meth:`save` (the image is not stored, so ``image`` is None); ``prefix``
+        is read as :meth:`save` reads it (``load("out/cat.json")`` is ``load("out/cat")``)."""
+        prefix = _stem_prefix(prefix)
         json_path = prefix.with_name(prefix.name + ".json")
         npz_path = prefix.with_name(prefix.name + ".npz")
         try:
@@ -110,6 +118,14 @@ class Explanation:
             timing=record.get("timing", {}),
             labels=record.get("labels", {}),
         )
+
+
+def _stem_prefix(prefix: str | Path) -> Path:
+    """``prefix`` without a suffix of :data:`SAVE_SUFFIXES` (case-insensitive; only the last suffix)."""
+    prefix = Path(prefix)
+    if prefix.suffix.lower() in SAVE_SUFFIXES and prefix.stem:
+        return prefix.with_name(prefix.stem)
+    return prefix
 
 
 def _jsonable(value: Any) -> Any:

@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from blackbox_xai.fileio import write_atomic
 from blackbox_xai.groundtruth import (
     CLASS_NAMES,
     DIGIT_NAMES,
@@ -65,24 +64,6 @@ SEEDS = {
 }
 N_TRAIN_SHAPES = 4000
 N_TEST_SHAPES = 1000
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(temp, "xb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -227,9 +208,9 @@ def export(net: Any, example: Any, stem: str, out_dir: Path, spec: dict[str, Any
     print(f"    ONNX ops {ops}; onnxruntime vs torch max abs diff {diff:.2e}; {len(data)} bytes", flush=True)
     if diff > 1e-4:
         raise SystemExit(f"{stem}: onnxruntime and torch disagree (max abs diff {diff})")
-    _atomic_write(out_dir / f"{stem}.labels.txt", ("\n".join(labels) + "\n").encode())
-    _atomic_write(out_dir / f"{stem}.spec.json", (json.dumps(spec, indent=2) + "\n").encode())
-    _atomic_write(out_dir / f"{stem}.onnx", data)
+    write_atomic(out_dir / f"{stem}.labels.txt", ("\n".join(labels) + "\n").encode())
+    write_atomic(out_dir / f"{stem}.spec.json", (json.dumps(spec, indent=2) + "\n").encode())
+    write_atomic(out_dir / f"{stem}.onnx", data)
     return data, diff
 
 
@@ -315,7 +296,7 @@ def train_shapes(variant: str, out_dir: Path, epochs: int, eval_sets: dict[str, 
     metrics["architecture"] = describe(net)
     metrics["parameters"] = sum(p.numel() for p in net.parameters())
     metrics["epochs"] = epochs
-    _atomic_write(out_dir / f"{stem}.md", shapes_card(variant, metrics).encode())
+    write_atomic(out_dir / f"{stem}.md", shapes_card(variant, metrics).encode())
     return metrics
 
 
@@ -353,7 +334,7 @@ def train_mnist(out_dir: Path, epochs: int, heldout_file: Path) -> dict[str, Any
     keep = np.concatenate([np.flatnonzero(test_labels == d)[:20] for d in range(10)])
     buffer = io.BytesIO()
     np.savez_compressed(buffer, digits=test_digits[keep], labels=test_labels[keep])
-    _atomic_write(heldout_file, buffer.getvalue())
+    write_atomic(heldout_file, buffer.getvalue())
     metrics: dict[str, Any] = {
         "train_seconds": seconds,
         "heldout_accuracy": accuracy(logits, test_labels),
@@ -371,7 +352,7 @@ def train_mnist(out_dir: Path, epochs: int, heldout_file: Path) -> dict[str, Any
     metrics["architecture"] = describe(net)
     metrics["parameters"] = sum(p.numel() for p in net.parameters())
     metrics["epochs"] = epochs
-    _atomic_write(out_dir / f"{stem}.md", mnist_card(metrics).encode())
+    write_atomic(out_dir / f"{stem}.md", mnist_card(metrics).encode())
     return metrics
 
 

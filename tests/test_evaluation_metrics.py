@@ -483,6 +483,31 @@ def test_evaluate_robustness_reexplains_with_the_recorded_method_once_for_both_m
     assert scores["avg_sensitivity"] == pytest.approx(direct.avg)
 
 
+def test_evaluate_reads_the_clean_scores_from_the_explanation(small_linear, tmp_path):
+    model, image = small_linear
+    explanation = Occlusion(window=4, stride=2).explain(model, image, target=0)
+    before = model.forward_passes
+    reused = evaluate(model, image, explanation, metrics=["deletion", "insertion"], n_steps=10)
+    # the two curves' images only (11 each): the clean image is not run again to resolve the target
+    assert model.forward_passes - before == 2 * 11
+    explanation.save(tmp_path / "exp")
+    loaded = bx.Explanation.load(tmp_path / "exp")  # no image: its scores cannot be matched to this image
+    before = model.forward_passes
+    rerun = evaluate(model, image, loaded, metrics=["deletion", "insertion"], n_steps=10)
+    assert model.forward_passes - before == 2 * 11 + 1
+    for name in ("deletion", "insertion", "deletion_curve", "insertion_curve"):
+        np.testing.assert_array_equal(reused[name], rerun[name])
+    # a target that needs the scores' values ("top1") is resolved on this model, not read from the record
+    handmade = bx.Explanation(saliency=explanation.saliency, target="top1", method="occlusion",
+                              scores=np.array([0.0, 1e9], np.float32), image=image)
+    top = int(np.argmax(model.predict(image)[0]))
+    before = model.forward_passes
+    scores = evaluate(model, image, handmade, metrics="deletion", n_steps=10)
+    assert model.forward_passes - before == 11 + 1
+    assert scores["deletion"] == pytest.approx(deletion(model, image, explanation.saliency, target=top,
+                                                        n_steps=10).score)
+
+
 def test_evaluate_refuses_bad_requests(small_linear):
     model, image = small_linear
     explanation = Occlusion(window=4, stride=2).explain(model, image, target=0)

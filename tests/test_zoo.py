@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+import blackbox_xai
 from blackbox_xai import zoo
 from blackbox_xai.errors import BlackboxError
 
@@ -288,9 +289,21 @@ def test_cache_env_var_and_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert path.with_name("efficientnet_lite0.spec.json").is_file()
 
 
+def test_built_files_have_ordinary_permissions(built: Path) -> None:
+    # Written by blackbox_xai.fileio.write_atomic: 0o666 & ~umask like any file the user writes (not mkstemp's 0600).
+    if os.name != "posix":
+        pytest.skip("permission bits are POSIX")
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("efficientnet_lite0.onnx", "efficientnet_lite0.spec.json", "imagenet_classes.txt"):
+        assert (built.parent / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+    assert sorted(p.name for p in built.parent.iterdir()) == [
+        "efficientnet_lite0.onnx", "efficientnet_lite0.spec.json", "imagenet_classes.txt"]  # no temporary file
+
+
 def test_default_cache_dir_without_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(zoo.CACHE_ENV, raising=False)
-    root = Path(zoo.__file__).resolve().parents[1]
+    root = Path(blackbox_xai.__file__).resolve().parents[1]  # the folder holding the package
     expected = root / "models" if (root / "pyproject.toml").is_file() else \
         Path.home() / ".cache" / "blackbox-xai" / "models"
     assert zoo.default_cache_dir() == expected

@@ -68,9 +68,29 @@ class _Context:
             size = self.model.input_size or self.image.shape[:2]
             pixels = resize_pixels(self.image, size)
             saliency = resize_map(self.saliency, size)
-            target = resolve_target(target_from_json(self.explanation.target), self.model.predict(pixels)[0])
+            target = resolve_target(target_from_json(self.explanation.target), self._clean_scores(pixels))
             self._model_view = (pixels, saliency, target)
         return self._model_view
+
+    def _clean_scores(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's outputs on the clean image, to resolve the explanation's target against.
+
+        The explanation already carries them (``scores``) when it was made on this very image: reused when its
+        target is recorded resolved (a class, a list, a pair: only the number of classes is read from the scores,
+        checked against this model's) -- the case of every explanation a method returns. Anything else (a
+        hand-made explanation with a target such as "top1", whose meaning depends on the scores' values, or
+        another image) costs one forward pass on ``pixels``, as before.
+        """
+        explanation = self.explanation
+        scores = np.asarray(explanation.scores)
+        reusable = (
+            not isinstance(target_from_json(explanation.target), str)
+            and scores.shape == (self.model.n_classes,)
+            and explanation.image is not None
+            and np.asarray(explanation.image).shape == self.image.shape
+            and np.array_equal(explanation.image, self.image)
+        )
+        return scores if reusable else self.model.predict(pixels)[0]
 
     def sensitivity(self, options: dict[str, Any]) -> SensitivityResult:
         key = tuple(sorted((k, repr(v)) for k, v in options.items()))
@@ -212,7 +232,7 @@ def evaluate(
             f"the explanation's saliency has shape {saliency.shape} but the image is {pixels.shape[:2]}: "
             "evaluate an explanation with the image it explains"
         )
-    mask_array = None if mask is None else _load_mask(mask, pixels.shape[:2])
+    mask_array = None if mask is None else load_mask(mask, pixels.shape[:2])
     for name in names:
         if METRICS[name].needs_mask and mask_array is None:
             raise ParameterError(f"metric {name} needs a ground-truth mask (mask=...)")
@@ -258,7 +278,10 @@ def _check_options(names: list[str], options: dict[str, Any]) -> None:
         )
 
 
-def _load_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray:
+def load_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray:
+    """A ground-truth mask as :func:`evaluate` reads it: an array (H, W) or (H, W, 1), nonzero = object, returned
+    as is; or an image file, read as a boolean array, bright (mean of the channels > 127.5) = object. Raises
+    :class:`ParameterError` unless it is (H, W) = ``shape``, the image's resolution."""
     if isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__"):
         mask = load_image(mask).mean(axis=2) > 127.5
     array = np.asarray(mask)
@@ -285,6 +308,7 @@ __all__ = [
     "insertion",
     "iou",
     "list_metrics",
+    "load_mask",
     "localisation",
     "max_sensitivity",
     "noisy_linear_imputation",

@@ -407,9 +407,7 @@ def tensor_info(
 def _probe(
     model: ModelProto, names: list[str], run: Runner, feeds: Mapping[str, np.ndarray] | None
 ) -> dict[str, TensorInfo]:
-    from .expose import expose  # local import: expose builds on this module
-
-    exposed = expose(model, names)
+    exposed = with_outputs(model, names)
     inputs = real_inputs(model)
     symbolic = {v.name: info_from_value(v).shape for v in inputs}
     attempts: list[tuple[dict[str, np.ndarray], int | None]] = []
@@ -442,6 +440,30 @@ def _probe(
         return result
     log.warning("probe run for unknown shapes failed: %s", last_error)
     return {}
+
+
+def with_outputs(model: ModelProto, names: Iterable[str], infos: Mapping[str, TensorInfo] | None = None
+                 ) -> ModelProto:
+    """A copy of ``model`` that also outputs the tensors ``names``, after its own outputs (not repeated), typed
+    from ``infos`` where they give an element type, else untyped (onnxruntime accepts that, ``onnx.checker`` does
+    not). Behind :func:`~blackbox_xai.graph.expose.expose` and the probe; :class:`ParameterError` for an unknown name.
+    """
+    names = list(names)
+    known = set(all_tensor_names(model))
+    missing = [name for name in names if name not in known]
+    if missing:
+        raise ParameterError(f"model has no tensor {missing[0]!r}; see blackbox_xai.graph.candidate_layers")
+    result = ModelProto()
+    result.CopyFrom(model)
+    present = {output.name for output in result.graph.output}
+    for name in names:
+        if name in present:
+            continue
+        present.add(name)
+        info = (infos or {}).get(name)
+        typed = info is not None and info.elem_type
+        result.graph.output.append(info.value_info(name) if typed else ValueInfoProto(name=name))
+    return result
 
 
 def _zeros(info: TensorInfo, batch: int) -> np.ndarray:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from onnx import ModelProto, ValueInfoProto
+from onnx import ModelProto
 
-from ..errors import ParameterError
-from .analysis import all_tensor_names, infer_shapes
+from .analysis import infer_shapes, with_outputs
 
 __all__ = ["expose"]
 
@@ -23,24 +22,7 @@ def expose(model: ModelProto, tensors: str | Iterable[str], typed: bool = False)
     typed : give the new outputs the types and shapes found by shape inference. By default they are left
         untyped: onnxruntime accepts untyped outputs (``onnx.checker`` does not) and nothing is computed.
 
-    Raises :class:`ParameterError` for a name that is not a tensor of the model.
+    Raises :class:`~blackbox_xai.errors.ParameterError` for a name that is not a tensor of the model.
     """
     names = [tensors] if isinstance(tensors, str) else list(tensors)
-    known = set(all_tensor_names(model))
-    missing = [name for name in names if name not in known]
-    if missing:
-        raise ParameterError(f"model has no tensor {missing[0]!r}; see blackbox_xai.graph.candidate_layers")
-    result = ModelProto()
-    result.CopyFrom(model)
-    present = {output.name for output in result.graph.output}
-    infos = infer_shapes(model) if typed else {}
-    for name in names:
-        if name in present:
-            continue
-        present.add(name)
-        info = infos.get(name)
-        if info is not None and info.elem_type:
-            result.graph.output.append(info.value_info(name))
-        else:
-            result.graph.output.append(ValueInfoProto(name=name))
-    return result
+    return with_outputs(model, names, infer_shapes(model) if typed else None)
