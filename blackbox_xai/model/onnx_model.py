@@ -160,10 +160,11 @@ class OnnxModel(Model):
         (logits, gradients): logits (N, C) float32, the differentiated tensor; gradients (N, H, W, 3) float32 in
         pixel space when ``wrt`` is None, else a dict name -> array.
 
-        Chain rule through the preprocessing: the model input is ``(pixel[order] * value_range[1] / 255 - mean) /
-        std`` in the model's layout, so ``d/d pixel_c = d/d x_c * value_range[1] / (255 std_c)`` with the channel
-        order and layout undone; a 1-channel model reads ``luma = 0.299 R + 0.587 G + 0.114 B``, so
-        ``d/d R = 0.299 d/d x``.
+        Chain rule through the preprocessing (:meth:`~blackbox_xai.model.preprocess.Preprocessor.vjp`): the model
+        input is ``(pixel[order] * value_range[1] / 255 - mean) / std`` in the model's layout, so ``d/d pixel_c =
+        d/d x_c * value_range[1] / (255 std_c)`` with the channel order and layout undone; a 1-channel model reads
+        ``luma = 0.299 R + 0.587 G + 0.114 B``, so ``d/d R = 0.299 d/d x``. The work is done by
+        :func:`blackbox_xai.model.gradients.exact_gradient`.
         """
         return exact_gradient(self, pixels, weights, wrt, rules, rule_params)
 
