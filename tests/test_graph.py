@@ -30,6 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from blackbox_xai import graph as G
 from blackbox_xai.errors import ModelError, ParameterError
+from blackbox_xai.model.runner import onnxruntime_runner
 
 LIGHT_DIR = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 LIGHT = [
@@ -47,7 +48,7 @@ class MemoRunner:
     """An onnxruntime runner (no graph optimisations) that remembers results for (model, identical inputs)."""
 
     def __init__(self) -> None:
-        self.inner = G.onnxruntime_runner(optimize=False)
+        self.inner = onnxruntime_runner(optimize=False)
         self.cache: dict[tuple, dict[str, np.ndarray]] = {}
         self.models: list[onnx.ModelProto] = []  # keep ids alive while cached
         self.calls = 0
@@ -660,12 +661,12 @@ def test_graph_package_does_not_import_onnxruntime() -> None:
 
 def test_runner_goes_through_external_data_for_huge_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """Models over the protobuf limit are handed to onnxruntime as a file with external data (limit faked)."""
-    from blackbox_xai.graph import runner as runner_module
+    from blackbox_xai.model import runner as runner_module
 
     model = residual_model()
     x = np.random.default_rng(11).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    expected = G.onnxruntime_runner()(model, {"x": x})["logits"]
+    expected = onnxruntime_runner()(model, {"x": x})["logits"]
     monkeypatch.setattr(runner_module, "PROTOBUF_LIMIT", 0)
     monkeypatch.setattr(G.io, "PROTOBUF_LIMIT", 0)
-    got = G.onnxruntime_runner()(model, {"x": x})["logits"]
+    got = onnxruntime_runner()(model, {"x": x})["logits"]
     assert np.array_equal(got, expected)

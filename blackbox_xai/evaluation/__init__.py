@@ -22,12 +22,13 @@ from ..errors import ParameterError
 from ..explanation import Explanation
 from ..image import ImageSource, load_image, resize_map, resize_pixels
 from ..methods import make_method
+from ..methods.fill import zero_pixel
 from ..model.base import Model
 from ..targets import Target, resolve_target
 from . import complexity, faithfulness, localisation, robustness
 from ._checks import check_model, target_from_json
 from .complexity import sparseness
-from .faithfulness import CurveResult, aopc, deletion, insertion, noisy_linear_imputation, road, zero_pixel
+from .faithfulness import CurveResult, aopc, deletion, insertion, noisy_linear_imputation, road
 from .localisation import iou, pointing_game, relevance_mass_accuracy, relevance_rank_accuracy
 from .robustness import SensitivityResult, avg_sensitivity, max_sensitivity, sensitivity
 

@@ -25,7 +25,7 @@ from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
 from ..errors import ParameterError
-from ..methods.fill import FILLS, fill_image, zero_pixel
+from ..methods.fill import FILLS, fill_image
 from ..model.base import Model
 from ..targets import Target, TargetLike
 from ._checks import (
@@ -94,7 +94,7 @@ def deletion(
     """
     model, pixels, saliency, target, score = _prepare(model, pixels, saliency, target, score)
     if baseline is None:
-        finish = np.broadcast_to(zero_pixel(model.spec), pixels.shape)
+        finish = np.broadcast_to(model.preprocessor.zero_pixel(), pixels.shape)
     else:
         finish = _check_baseline(baseline, pixels.shape)
     return _pixel_curve(model, pixels, finish, saliency, target, n_steps, score)

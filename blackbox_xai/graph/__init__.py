@@ -1,7 +1,7 @@
 """ONNX surgery with ``onnx`` alone: load/save, analysis, opset normalisation, expose, split, dynamic batch, layers.
 
-Nothing in this package imports onnxruntime except :mod:`~blackbox_xai.graph.runner`, which builds the optional
-``run(model, feeds)`` callable that the shape probe and the batch verification accept (imported lazily).
+Nothing in this package imports onnxruntime: the shape probe and the batch verification take an optional
+``run(model, feeds)`` callable, which :func:`blackbox_xai.model.runner.onnxruntime_runner` builds on onnxruntime.
 
 Typical use for a CAM method::
 
@@ -9,7 +9,7 @@ Typical use for a CAM method::
     model = graph.normalise_opset(graph.load("resnet.onnx"))
     layer = graph.default_layer(model)                  # Layer(tensor, op_type, node, shape, position)
     body, head, crossing = graph.split(model, layer.tensor)
-    model, check = graph.dynamic_batch(model, batch_of_two, graph.onnxruntime_runner())
+    model, check = graph.dynamic_batch(model, batch_of_two, onnxruntime_runner())  # from blackbox_xai.model
 """
 
 from .analysis import (
@@ -33,7 +33,6 @@ from .expose import expose
 from .io import load, save
 from .layers import Layer, candidate_layers, default_layer
 from .normalise import move_initializers_out_of_inputs, normalise_opset, semantic_changes
-from .runner import onnxruntime_runner
 from .split import Split, cut_dependencies, split
 
 __all__ = [
@@ -57,7 +56,6 @@ __all__ = [
     "make_batch_dynamic",
     "move_initializers_out_of_inputs",
     "normalise_opset",
-    "onnxruntime_runner",
     "opset_version",
     "producers",
     "real_input_names",

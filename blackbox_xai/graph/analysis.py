@@ -2,7 +2,7 @@
 
 Everything here works on the ``onnx`` protobuf alone. The one exception is the optional *probe* in
 :func:`tensor_info`: when ``onnx.shape_inference`` leaves some shapes unknown, the caller may pass ``run``, a
-callable that evaluates a model (see :mod:`blackbox_xai.graph.runner` for one built on onnxruntime), and the
+callable that evaluates a model (see :mod:`blackbox_xai.model.runner` for one built on onnxruntime), and the
 unknown tensors are measured in one run on zero inputs.
 
 Conventions:
@@ -381,7 +381,7 @@ def tensor_info(
     ----------
     model : the model.
     names : the tensors of interest (default: every tensor). Only these are probed.
-    run : optional ``run(model, feeds) -> {name: array}`` (e.g. :func:`blackbox_xai.graph.runner.onnxruntime_runner`).
+    run : optional ``run(model, feeds) -> {name: array}`` (e.g. :func:`blackbox_xai.model.runner.onnxruntime_runner`).
         Without it, unknown shapes stay unknown and nothing outside ``onnx`` is used.
     feeds : inputs for the probe; default zeros of each real input's shape, with batch 2 for a symbolic batch
         dimension (retried with 1), so that probed batch dimensions come back symbolic, and 1 for any other

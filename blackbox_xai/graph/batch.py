@@ -113,7 +113,7 @@ def verify_batch(
     model : the model to check (e.g. the result of :func:`make_batch_dynamic`).
     inputs : the batch (at least 2 samples): ``{input name: array}``, or one array for a single-input model.
     run : ``run(model, feeds) -> {output name: array}``, e.g.
-        :func:`blackbox_xai.graph.runner.onnxruntime_runner` (with graph optimisations off for exactness).
+        :func:`blackbox_xai.model.runner.onnxruntime_runner` (with graph optimisations off for exactness).
     reference : the model run per sample (default: ``model``); pass the original to check the rewrite too.
     tolerance : largest accepted ``max|batch - per_sample| / max|per_sample|``, per output.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from onnx import ModelProto, NodeProto, helper
+from onnx import ModelProto, NodeProto
 
 from ..errors import ModelError
 from .analysis import (
@@ -26,6 +26,7 @@ from .analysis import (
     tensor_info,
     topological_order,
 )
+from .head import pool_covers_map, reduces_spatial
 
 __all__ = ["Layer", "candidate_layers", "default_layer", "global_pooling_inputs"]
 
@@ -149,33 +150,13 @@ def _spatial(info: TensorInfo) -> bool:
 
 
 def _reduces_spatial(model: ModelProto, node: NodeProto) -> bool:
-    axes = None
-    for attribute in node.attribute:
-        if attribute.name == "axes":
-            axes = list(attribute.ints)
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        value = constant_value(model, node.input[1])
-        axes = None if value is None else [int(v) for v in value.ravel()]
-    if axes is None:  # no axes: all reduced (unless noop_with_empty_axes, which keeps the map)
-        noop = any(a.name == "noop_with_empty_axes" and a.i == 1 for a in node.attribute)
-        return not noop
-    return {2, 3} <= {a % 4 for a in axes}
+    """A Reduce* node that pools the spatial axes away (:func:`~blackbox_xai.graph.head.reduces_spatial`)."""
+    return reduces_spatial(node, lambda name: constant_value(model, name))
 
 
 def _covers_map(node: NodeProto, info: TensorInfo, out: TensorInfo | None) -> bool:
-    if out is not None and out.rank == 4 and out.shape[2] == 1 and out.shape[3] == 1 and _spatial(info):
-        return True
-    kernel = next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "kernel_shape"), None)
-    height, width = info.shape[2], info.shape[3]
-    return (
-        kernel is not None
-        and len(kernel) == 2
-        and isinstance(height, int)
-        and isinstance(width, int)
-        and height * width > 1
-        and kernel[0] >= height
-        and kernel[1] >= width
-    )
+    """A pooling node with one window over the whole map (:func:`~blackbox_xai.graph.head.pool_covers_map`)."""
+    return pool_covers_map(node, info.shape, out.shape if out is not None and out.rank == 4 else None)
 
 
 def _feeds_classifier(node: NodeProto, readers: dict[str, list[NodeProto]]) -> bool:

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from ..errors import ParameterError
+from ..model.preprocess import Preprocessor
 from ..model.spec import InputSpec
 
 FILLS = ("zero", "grey", "black", "mean", "blur")
@@ -18,14 +19,9 @@ def check_fill(fill: str) -> str:
 
 
 def zero_pixel(spec: InputSpec) -> np.ndarray:
-    """The RGB pixel (3,) that the model sees as zero after normalisation: ``mean * 255 / value_range[1]`` per
-    channel, in RGB order (0 when the spec has no mean)."""
-    mean = np.asarray(spec.mean, dtype=np.float64) * (255.0 / spec.value_range[1])
-    if spec.channels == 1:
-        mean = np.full(3, mean[0])
-    elif spec.channel_order == "BGR":
-        mean = mean[::-1]
-    return np.clip(mean, 0.0, 255.0).astype(np.float32)
+    """The RGB pixel (3,) that the model sees as zero: :meth:`blackbox_xai.model.preprocess.Preprocessor.zero_pixel`
+    (``mean * 255 / value_range[1]`` per channel in RGB order; 0 when the spec has no mean)."""
+    return Preprocessor(spec).zero_pixel()
 
 
 def fill_image(pixels: np.ndarray, fill: str, spec: InputSpec | None = None) -> np.ndarray:

@@ -1,9 +1,14 @@
-"""The model adapter: input specification, ONNX and callable models behind one pixel-batch interface."""
+"""The model adapter: input specification, preprocessing, sessions, ONNX and callable models behind one pixel-batch
+interface. The only package that talks to onnxruntime (:mod:`.session`, :mod:`.runner`) or knows preprocessing
+(:mod:`.preprocess`)."""
 
 from .base import Model, softmax
 from .callable_model import CallableModel
 from .onnx_model import OnnxModel
-from .preprocess import to_model_input
+from .preprocess import Preprocessor, to_model_input
+from .runner import onnxruntime_runner
+from .session import create_session
 from .spec import InputSpec
 
-__all__ = ["CallableModel", "InputSpec", "Model", "OnnxModel", "softmax", "to_model_input"]
+__all__ = ["CallableModel", "InputSpec", "Model", "OnnxModel", "Preprocessor", "create_session", "onnxruntime_runner",
+           "softmax", "to_model_input"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import ParameterError, ScoreError, SpecError
 from . import capabilities
+from .preprocess import Preprocessor
 from .spec import InputSpec
 
 SCORE_KINDS = ("probability", "logit", "raw")
@@ -22,6 +23,17 @@ class Model(ABC):
     Subclasses implement :meth:`_run` for one chunk; :meth:`predict` streams any number of images through it in
     chunks of ``batch_size`` so memory stays bounded, checks the scores, and counts forward passes and the time
     spent inside the model (used by benchmarks and recorded in every explanation's timing).
+
+    Pass counters, all 0 on a fresh model and only ever increased (a method reads the difference):
+
+    - ``forward_passes``, ``forward_seconds``: images through the model (each gradient image counts too; so does a
+      layer model's body run) and the time of those calls, preprocessing included;
+    - ``session_seconds``: of that, the time spent inside onnxruntime's ``session.run`` for forward passes (0 for
+      a model without a session);
+    - ``backward_passes``, ``backward_seconds``: images whose exact gradient was computed (input or layer
+      gradients, a head gradient included) and the time of those forward-backward runs;
+    - ``head_passes``, ``head_seconds``: activation tensors evaluated by a layer model's head (a head gradient
+      counts as one head pass and one backward pass), and their time.
     """
 
     spec: InputSpec
@@ -34,14 +46,36 @@ class Model(ABC):
         self.spec = spec
         self.batch_size = int(batch_size)
         self.labels = _read_labels(labels if labels is not None else spec.labels)
+        self.output_kind = "logits"
         self.forward_passes = 0
         self.forward_seconds = 0.0
-        self.output_kind = "logits"
+        self.session_seconds = 0.0
+        self.backward_passes = 0
+        self.backward_seconds = 0.0
+        self.head_passes = 0
+        self.head_seconds = 0.0
 
     @property
     def input_size(self) -> tuple[int, int] | None:
         """Model (height, width), or None when the model takes any size."""
         return self.spec.size
+
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """The :class:`~blackbox_xai.model.preprocess.Preprocessor` of this model's spec: pixels to model inputs,
+        its vector-Jacobian product, the zero pixel, the same steps as ONNX nodes."""
+        cached = self.__dict__.get("_preprocessor")
+        if cached is None or cached.spec is not self.spec:
+            cached = self.__dict__["_preprocessor"] = Preprocessor(self.spec)
+        return cached
+
+    def make_session(self, source: str | bytes | Any) -> Any:
+        """An onnxruntime session for ``source`` (a path, serialised bytes or an ``onnx.ModelProto``), e.g. a helper
+        graph run beside the model. Here on the CPU with onnxruntime's default options; a model that has its own
+        session (:class:`~blackbox_xai.model.OnnxModel`) uses its own providers, optimisation level and threads."""
+        from .session import create_session
+
+        return create_session(source, "the helper graph")
 
     @abstractmethod
     def _run(self, pixels: np.ndarray) -> np.ndarray:
@@ -147,6 +181,7 @@ class Model(ABC):
         outputs = self.predict(grey)
         self.forward_passes = 0
         self.forward_seconds = 0.0
+        self.session_seconds = 0.0
         self._n_classes = outputs.shape[1]
         self.output_kind = declared_kind or self.detect_output_kind(outputs)
         if self.labels is not None and len(self.labels) != self._n_classes:

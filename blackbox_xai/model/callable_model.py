@@ -9,7 +9,6 @@ import numpy as np
 
 from ..errors import ModelError
 from .base import Model
-from .preprocess import to_model_input
 from .spec import InputSpec
 
 
@@ -49,5 +48,9 @@ class CallableModel(Model):
         self._probe(output_kind)
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
-        batch = to_model_input(pixels, self.spec) if self.preprocess else pixels
-        return np.asarray(self.function(batch))
+        return self.run_inputs(self.preprocessor.forward(pixels) if self.preprocess else pixels)
+
+    def run_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """Raw outputs of the function for inputs as it takes them (the model input with ``preprocess=True``,
+        else pixels): no chunking, no score checks, no pass counting."""
+        return np.asarray(self.function(inputs))

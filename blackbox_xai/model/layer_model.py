@@ -4,30 +4,26 @@
 This is how the CAM family reads activations and evaluates perturbed activations without any training framework:
 the graph is cut with :func:`blackbox_xai.graph.split` (tensors that cross the cut become extra head inputs, filled
 from the body run). When the head is affine in the activations (global average pooling, reshapes, then one
-Gemm/MatMul), its weights are read from the graph so gradients are exact and free.
+Gemm/MatMul), its weights are read from the graph (:func:`blackbox_xai.graph.head.read_affine_head`) so gradients
+are exact and free; any other head's exact gradient comes from its backward graph (:meth:`LayerModel.head_gradient`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from ..errors import ModelError, ParameterError
-from .onnx_model import OnnxModel
-from .preprocess import to_model_input
+from ..errors import GradientUnavailableError, ModelError, ParameterError
+from ..graph.head import AffineHead, logits_tensor, read_affine_head
+from .session import first_line
 
-RESHAPES = ("Flatten", "Reshape", "Squeeze", "Identity", "Dropout")
+if TYPE_CHECKING:  # pragma: no cover
+    from .onnx_model import OnnxModel
 
-
-@dataclass(frozen=True)
-class AffineHead:
-    """``logits = weight @ mean_over_space(A) + bias`` (``weight`` is (classes, channels))."""
-
-    weight: np.ndarray
-    bias: np.ndarray
+__all__ = ["AffineHead", "LayerModel", "LayerState"]
 
 
 @dataclass
@@ -42,8 +38,9 @@ class LayerModel:
     """``model`` split at ``layer`` (a tensor name; default: the last spatial layer before global pooling).
 
     The head returns logits: when the model's score output is a Softmax, the cut model's output is the Softmax's
-    input. ``head_passes`` counts the activation tensors the head evaluated; body passes count as forward
-    passes of ``model``.
+    input. ``head_passes`` and ``head_seconds`` count the activation tensors the head evaluated and their time,
+    here and on ``model`` (whose counters add up every layer's); body passes count as forward passes of
+    ``model``. A head gradient (:meth:`head_gradient`) counts as one head pass and one backward pass.
     """
 
     def __init__(self, model: OnnxModel, layer: str | None = None, head_batch_size: int = 256) -> None:
@@ -52,7 +49,7 @@ class LayerModel:
         self.model = model
         self.head_batch_size = int(head_batch_size)
         proto = graph.move_initializers_out_of_inputs(model.proto())
-        self.score_tensor, self.score_kind = _logits_tensor(proto, model.output_name)
+        self.score_tensor, self.score_kind = logits_tensor(proto, model.output_name)
         proto = _with_outputs(proto, [self.score_tensor])
         layers = graph.candidate_layers(proto, model.spec.input)
         if layer is None:
@@ -67,6 +64,7 @@ class LayerModel:
                 )
             self.layer = found[0]
         parts = graph.split(proto, self.layer.tensor)
+        self._head_proto = parts.head  # differentiated by head_gradient
         self.crossing = list(parts.crossing)
         self.affine = read_affine_head(parts.head, self.layer.tensor, self.score_tensor, self.layer.shape,
                                        lambda name: self._constant(parts.head, name))
@@ -95,11 +93,15 @@ class LayerModel:
 
     def state(self, pixels: np.ndarray) -> LayerState:
         """Activations (K, h, w) and crossing tensors for one image (h, w, 3) in pixel space."""
-        inputs = to_model_input(pixels[None], self.model.spec)
+        model = self.model
         began = time.perf_counter()
-        values = self._run(self._body, self._body_outputs, {self.model.spec.input: inputs})
-        self.model.forward_seconds += time.perf_counter() - began
-        self.model.forward_passes += 1
+        inputs = model.preprocessor.forward(pixels[None])
+        running = time.perf_counter()
+        values = self._run(self._body, self._body_outputs, {model.spec.input: inputs})
+        ended = time.perf_counter()
+        model.forward_seconds += ended - began
+        model.session_seconds += ended - running
+        model.forward_passes += 1
         activations = np.asarray(values[0], dtype=np.float32)[0]
         return LayerState(activations, dict(zip(self.crossing, values[1:])))
 
@@ -127,8 +129,7 @@ class LayerModel:
             logits = self._head_run(state, chunk)
         else:
             logits = np.concatenate([self._head_run(state, chunk[i:i + 1]) for i in range(len(chunk))])
-        self.head_seconds += time.perf_counter() - began
-        self.head_passes += len(chunk)
+        self._count_head(len(chunk), time.perf_counter() - began)
         if not np.all(np.isfinite(logits)):
             raise ModelError("the model's head returned NaN or infinite scores for perturbed activations")
         return logits
@@ -151,12 +152,78 @@ class LayerModel:
         scale = max(float(np.abs(apart).max()), 1e-12)
         return together.shape == apart.shape and float(np.abs(together - apart).max()) / scale < 1e-4
 
+    def _count_head(self, passes: int, seconds: float) -> None:
+        self.head_passes += passes
+        self.head_seconds += seconds
+        self.model.head_passes += passes
+        self.model.head_seconds += seconds
+
+    def head_gradient_gap(self) -> str | None:
+        """None when :meth:`head_gradient` is available, else why not (an op of the head without a backward rule).
+        Builds the head's gradient model on the first call and caches it, or the reason it cannot be built."""
+        try:
+            self._head_gradient_model()
+        except GradientUnavailableError as error:
+            return str(error)
+        return None
+
+    def head_gradient(self, state: LayerState, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact ``(logits (C,), d (weights @ logits) / d A (K, h, w))`` of the head at one image's ``state``.
+
+        From a backward graph of the head (:func:`blackbox_xai.autodiff.build_gradient_model` on this layer
+        model's own split, with respect to the layer), built once and cached with its session; the tensors that
+        cross the cut are held fixed, as finite differences of :meth:`head` do. One head pass and one backward
+        pass (counted here and on the model). Raises :class:`~blackbox_xai.errors.GradientUnavailableError` when
+        the backward graph cannot be built (see :meth:`head_gradient_gap`; the failure is cached too)."""
+        session, seed_tail, outputs = self._head_gradient_model()
+        feeds = {self.layer.tensor: np.ascontiguousarray(state.activations[None], dtype=np.float32)}
+        feeds.update(state.crossing)
+        feeds["seed"] = np.asarray(weights, np.float32).reshape(1, -1, *seed_tail)
+        began = time.perf_counter()
+        try:
+            logits, grad = session.run(outputs, feeds)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ModelError(f"onnxruntime failed on the head's gradient model: {first_line(error)}") from None
+        seconds = time.perf_counter() - began
+        self._count_head(1, seconds)
+        self.model.backward_passes += 1
+        self.model.backward_seconds += seconds
+        return np.asarray(logits, np.float32).reshape(-1), np.asarray(grad, np.float32)[0]
+
+    def _head_gradient_model(self) -> tuple[Any, tuple[int, ...], list[str]]:
+        """(session, seed's trailing dimensions, outputs) of the head's gradient model, built once; the failure to
+        build it is cached and raised again."""
+        cached = self.__dict__.get("_head_gradient")
+        if cached is None:
+            try:
+                cached = self._build_head_gradient()
+            except GradientUnavailableError as error:
+                cached = error
+            self._head_gradient = cached
+        if isinstance(cached, GradientUnavailableError):
+            raise cached
+        return cached
+
+    def _build_head_gradient(self) -> tuple[Any, tuple[int, ...], list[str]]:
+        try:
+            from ..autodiff import UnsupportedOpError, build_gradient_model
+        except ImportError as error:  # pragma: no cover - the autodiff ships with the package
+            raise GradientUnavailableError(f"exact gradients are not available: {error}") from None
+        try:
+            built = build_gradient_model(self._head_proto, self.score_tensor, wrt=[self.layer.tensor],
+                                         rules="gradient")
+        except UnsupportedOpError as error:
+            raise GradientUnavailableError(str(error)) from None
+        session = self.model.make_session(built)
+        seed = next(value for value in session.get_inputs() if value.name == "seed")
+        seed_tail = tuple(d if isinstance(d, int) and d > 0 else 1 for d in seed.shape[2:])
+        return session, seed_tail, [self.score_tensor, "grad:" + self.layer.tensor]
+
     def _run(self, session: Any, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
             return session.run(outputs, feeds)
         except Exception as error:  # onnxruntime raises its own exception types
-            text = str(error).strip().splitlines()
-            raise ModelError(f"onnxruntime failed on the split model: {text[0] if text else error}") from None
+            raise ModelError(f"onnxruntime failed on the split model: {first_line(error)}") from None
 
 
 def _tile(value: np.ndarray, count: int) -> np.ndarray:
@@ -167,14 +234,6 @@ def _tile(value: np.ndarray, count: int) -> np.ndarray:
     return value
 
 
-def _logits_tensor(proto: Any, output: str) -> tuple[str, str]:
-    """The tensor to explain: the model output, or the input of the Softmax that produces it."""
-    for node in proto.graph.node:
-        if output in node.output and node.op_type in ("Softmax", "LogSoftmax"):
-            return node.input[0], "logits"
-    return output, "output"
-
-
 def _with_outputs(proto: Any, names: list[str]) -> Any:
     from .. import graph
 
@@ -183,113 +242,3 @@ def _with_outputs(proto: Any, names: list[str]) -> Any:
     del exposed.graph.output[:]
     exposed.graph.output.extend(kept)
     return exposed
-
-
-def read_affine_head(
-    head: Any, layer: str, score: str, shape: tuple[Any, ...], constant: Callable[[str], np.ndarray | None]
-) -> AffineHead | None:
-    """The head's exact weights when it computes ``W @ mean_hw(A) + b``: a global average pool (ReduceMean over
-    the spatial axes, or an AveragePool whose kernel covers the ``shape`` (N, K, h, w) map), reshapes, and at most
-    one Gemm / MatMul / 1x1 Conv (+ Add of a constant). ``constant(name)`` returns a constant tensor's value (None
-    if it is not constant). None when the head is not of that form."""
-    if len(head.graph.input) != 1:
-        return None  # tensors cross the cut: not a function of the activations alone
-    readers: dict[str, list[Any]] = {}
-    for node in head.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    current, pooled = layer, False
-    weight: np.ndarray | None = None
-    bias: np.ndarray | None = None
-    for _ in range(len(head.graph.node) + 1):
-        if current == score:
-            break
-        next_nodes = [n for n in readers.get(current, []) if n.op_type not in ("Shape",)]
-        if len(next_nodes) != 1:
-            return None
-        node = next_nodes[0]
-        op = node.op_type
-        if not pooled:
-            if (op == "GlobalAveragePool" or (op == "ReduceMean" and _reduces_hw(node, constant))
-                    or (op == "AveragePool" and _covers(node, shape))):
-                pooled = True
-            else:
-                return None
-        elif op in RESHAPES:
-            pass
-        elif op == "Conv" and weight is None:
-            kernel = constant(node.input[1])
-            attrs = {a.name: a for a in node.attribute}
-            if kernel is None or kernel.shape[2:] != (1, 1) or ("group" in attrs and attrs["group"].i != 1):
-                return None
-            if "pads" in attrs and any(attrs["pads"].ints):
-                return None
-            weight = kernel[:, :, 0, 0]
-            if len(node.input) > 2 and node.input[2]:
-                bias = constant(node.input[2])
-                if bias is None:
-                    return None
-        elif op in ("Gemm", "MatMul") and weight is None:
-            matrix = constant(node.input[1])
-            if matrix is None or matrix.ndim != 2:
-                return None
-            attrs = {a.name: a for a in node.attribute}
-            if op == "Gemm" and attrs.get("transA") and attrs["transA"].i:
-                return None
-            trans_b = op == "Gemm" and "transB" in attrs and attrs["transB"].i
-            alpha = attrs["alpha"].f if op == "Gemm" and "alpha" in attrs else 1.0
-            beta = attrs["beta"].f if op == "Gemm" and "beta" in attrs else 1.0
-            weight = alpha * (matrix if trans_b else matrix.T)
-            if op == "Gemm" and len(node.input) > 2 and node.input[2]:
-                value = constant(node.input[2])
-                if value is None:
-                    return None
-                bias = beta * np.broadcast_to(value, (weight.shape[0],))
-        elif op == "Add" and weight is not None and bias is None:
-            value = constant(node.input[1] if node.input[0] == current else node.input[0])
-            if value is None:
-                return None
-            bias = np.broadcast_to(value, (weight.shape[0],))
-        else:
-            return None
-        current = node.output[0]
-    if current != score or not pooled:
-        return None
-    if weight is None:  # pooling alone: the logits are the pooled channels
-        channels = shape[1]
-        if not isinstance(channels, int):
-            return None
-        weight = np.eye(channels, dtype=np.float32)
-    bias = np.zeros(weight.shape[0], np.float32) if bias is None else np.asarray(bias, np.float32)
-    return AffineHead(np.asarray(weight, dtype=np.float32), bias)
-
-
-def _reduces_hw(node: Any, constant: Callable[[str], np.ndarray | None]) -> bool:
-    axes = None
-    for attribute in node.attribute:
-        if attribute.name == "axes":
-            axes = list(attribute.ints)
-    if axes is None and len(node.input) > 1:
-        value = constant(node.input[1])
-        axes = None if value is None else [int(a) for a in value.ravel()]
-    return axes is not None and sorted(a % 4 for a in axes) == [2, 3]
-
-
-def _covers(node: Any, shape: tuple[Any, ...]) -> bool:
-    """An AveragePool that averages the whole (h, w) map in one window: kernel = map without padding, or a
-    padded window over the map with padding not counted (count_include_pad=0), one output position."""
-    attrs = {a.name: a for a in node.attribute}
-    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
-        return False
-    kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else []
-    pads = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
-    strides = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
-    auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
-    include_pad = bool(attrs["count_include_pad"].i) if "count_include_pad" in attrs else False
-    if auto_pad not in ("NOTSET", "VALID") or len(kernel) != 2:
-        return False
-    if not any(pads):
-        return kernel == [shape[2], shape[3]]
-    outputs = [(shape[2 + i] + pads[i] + pads[i + 2] - kernel[i]) // strides[i] + 1 for i in range(2)]
-    inside = all(pads[i] < kernel[i] and kernel[i] - pads[i] >= shape[2 + i] for i in range(2))
-    return outputs == [1, 1] and inside and not include_pad

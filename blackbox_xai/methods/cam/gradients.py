@@ -5,8 +5,8 @@ Sources, chosen automatically (recorded in the explanation as ``gradient_source`
 - ``affine``: the head is global average pooling + a linear layer, so ``dy/dA_kij = (w_target @ W)_k / (h w)``,
   read exactly from the graph's weights at no cost;
 - ``backward``: exact gradients of any head by a backward graph of ordinary ONNX ops
-  (:func:`blackbox_xai.autodiff.build_gradient_model` on the head, with respect to the layer), one head pass
-  whatever the number of channels; used when the head is not affine and every op of the head has a backward rule;
+  (:meth:`blackbox_xai.model.layer_model.LayerModel.head_gradient`), one head pass whatever the number of
+  channels; used when the head is not affine and every op of the head has a backward rule;
 - ``finite-difference``: central differences of the head, with a step ``h = c * rms(A)`` (GUIDE section 3: a
   fixed absolute step fails in float32) and every perturbed copy evaluated in batched head calls. Derivatives along
   a few directions (one per channel for Grad-CAM, 2K head passes) are cheap; element-wise gradients cost
@@ -22,12 +22,11 @@ gradient of ``y_p - y_q``.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import numpy as np
 
-from ...errors import GradientUnavailableError, ModelError, ParameterError
+from ...errors import GradientUnavailableError, ParameterError
 from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
 from ..base import chunks
@@ -88,86 +87,24 @@ class AffineGradients(GradientSource):
         return self.target.weights[used].astype(np.float64) @ self.layer.affine.weight[used].astype(np.float64)
 
 
-BackwardUnavailable = GradientUnavailableError  # the head's backward graph cannot be built; the message says why
-
-
-class HeadBackward:
-    """The head's gradient model: (activations, crossing tensors, seed) -> (logits, d seed.logits / d A).
-
-    Built once per :class:`LayerModel` (cached on it, as is a failure to build) from the same split as the head:
-    the model is cut at the layer with :func:`blackbox_xai.graph.split` and the head differentiated with respect
-    to the layer by :func:`blackbox_xai.autodiff.build_gradient_model`. The tensors that cross the cut are held
-    fixed, as the finite differences do.
-    """
-
-    def __init__(self, layer: LayerModel) -> None:
-        from ... import graph
-        from ...model.layer_model import _with_outputs
-
-        try:
-            from ...autodiff import UnsupportedOpError, build_gradient_model
-        except ImportError as error:  # pragma: no cover - the autodiff ships with the package
-            raise BackwardUnavailable(f"exact gradients are not available: {error}") from None
-        model = layer.model
-        proto = _with_outputs(graph.move_initializers_out_of_inputs(model.proto()), [layer.score_tensor])
-        head = graph.split(proto, layer.layer.tensor).head
-        try:
-            built = build_gradient_model(head, layer.score_tensor, wrt=[layer.layer.tensor], rules="gradient")
-        except UnsupportedOpError as error:
-            raise BackwardUnavailable(str(error)) from None
-        self.layer = layer
-        self.session = model.make_session(built)
-        seed = next(value for value in self.session.get_inputs() if value.name == "seed")
-        self.seed_tail = tuple(d if isinstance(d, int) and d > 0 else 1 for d in seed.shape[2:])
-        self.outputs = [layer.score_tensor, "grad:" + layer.layer.tensor]
-
-    @classmethod
-    def of(cls, layer: LayerModel) -> HeadBackward:
-        """The cached head gradient model of ``layer``; :class:`BackwardUnavailable` when it cannot be built."""
-        cached = layer.__dict__.get("_head_backward")
-        if cached is None:
-            try:
-                cached = cls(layer)
-            except BackwardUnavailable as error:
-                cached = error
-            layer.__dict__["_head_backward"] = cached
-        if isinstance(cached, BackwardUnavailable):
-            raise cached
-        return cached
-
-    def gradient(self, state: LayerState, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits (C,), d (weights @ logits) / d A (K, h, w)) for one image's ``state``."""
-        feeds = {self.layer.layer.tensor: np.ascontiguousarray(state.activations[None], dtype=np.float32)}
-        feeds.update(state.crossing)
-        feeds["seed"] = np.asarray(weights, np.float32).reshape(1, -1, *self.seed_tail)
-        model = self.layer.model
-        began = time.perf_counter()
-        try:
-            logits, grad = self.session.run(self.outputs, feeds)
-        except Exception as error:  # onnxruntime raises its own exception types
-            text = str(error).strip().splitlines()
-            raise ModelError(f"onnxruntime failed on the head's gradient model: {text[0] if text else error}"
-                             ) from None
-        self.layer.head_seconds += time.perf_counter() - began
-        self.layer.head_passes += 1
-        model.backward_passes += 1
-        model.backward_seconds += time.perf_counter() - began
-        return np.asarray(logits, np.float32).reshape(-1), np.asarray(grad, np.float32)[0]
-
-
 class BackwardGradients(GradientSource):
-    """Exact gradients of any head by its backward graph (:class:`HeadBackward`): one head pass."""
+    """Exact gradients of any head by its backward graph (:meth:`LayerModel.head_gradient`): one head pass.
+
+    Raises :class:`~blackbox_xai.errors.GradientUnavailableError` when the head's backward graph cannot be built.
+    """
 
     name = "backward"
 
     def __init__(self, layer: LayerModel, state: LayerState, target: Target) -> None:
         super().__init__(layer, state, target)
-        self.program = HeadBackward.of(layer)
+        gap = layer.head_gradient_gap()
+        if gap is not None:
+            raise GradientUnavailableError(gap)
         self._gradient: np.ndarray | None = None
 
     def gradient(self) -> np.ndarray:
         if self._gradient is None:
-            _, self._gradient = self.program.gradient(self.state, self.target.weights)
+            _, self._gradient = self.layer.head_gradient(self.state, self.target.weights)
         return self._gradient
 
     def channel_sums(self) -> np.ndarray:
@@ -247,13 +184,12 @@ def gradient_source(layer: LayerModel, state: LayerState, target: Target, source
         return AffineGradients(layer, state, target)
     unavailable = None
     if source in ("auto", "backward"):
-        try:
+        unavailable = layer.head_gradient_gap()
+        if unavailable is None:
             return BackwardGradients(layer, state, target)
-        except BackwardUnavailable as error:
-            if source == "backward":
-                raise BackwardUnavailable(f"gradient='backward' is not available for this head: {error} "
-                                          "(gradient='finite-difference' works for any head)") from None
-            unavailable = str(error)
+        if source == "backward":
+            raise GradientUnavailableError(f"gradient='backward' is not available for this head: {unavailable} "
+                                           "(gradient='finite-difference' works for any head)")
     fd = FiniteDifferenceGradients(layer, state, target, step=step, check=check)
     if unavailable is not None:
         fd.report["backward_unavailable"] = unavailable
