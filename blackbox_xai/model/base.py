@@ -153,9 +153,10 @@ class Model(ABC):
         if capability == capabilities.SCORES:
             return None
         if capability == capabilities.LAYERS:
-            return f"a black box ({type(self).__name__}) has no layers to read"
+            return f"a black box ({type(self).__name__}) has no layers to read (they need an ONNX model)"
         if capability in capabilities.GRADIENTS:
-            return f"a black box ({type(self).__name__}) has no graph to differentiate"
+            return (f"a black box ({type(self).__name__}) has no graph to differentiate (exact gradients need an "
+                    "ONNX model)")
         raise ParameterError(f"unknown capability {capability!r}; known: {capabilities.CAPABILITIES}")
 
     @property
