@@ -2,7 +2,7 @@
 
 For each case the method runs through the public ``Method.explain`` on the EfficientNet-Lite0 zoo model at
 224x224 (skimage's "chelsea" photo). Its wall time is compared with *raw onnxruntime time*: calling
-``model.session.run([model.output_name], {model.spec.input: x})`` on a pre-made, already-preprocessed float32
+``model.run_inputs(x)`` (one ``session.run`` on the model's own session) on a pre-made, already-preprocessed float32
 NCHW batch, on the same session, with exactly the chunks the method used (the one-image clean pass that
 ``explain`` makes, then the perturbed images in chunks of the batch size, the last partial chunk included). Each
 case runs ``--repeats`` (raw, method) pairs back to back and reports the median of each; the ratio is
@@ -134,39 +134,24 @@ class CpuMeter:
                 return reading
 
 
-class TimedSession:
-    """Stands in for ``model.session`` during a method run and adds up the time spent in ``session.run``."""
+class ChunkCounter:
+    """Listens to the model's forward chunks (``model.on_forward_chunk``): counts the onnxruntime calls and, given a
+    :class:`RawRunner`, makes one raw call of the same size before each of the method's chunks and times it apart.
+    Raw and method calls then alternate every chunk, so a machine whose load changes over seconds slows both
+    alike: a ratio robust to other processes."""
 
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self.seconds = 0.0
+    def __init__(self, raw: "RawRunner | None" = None) -> None:
         self.calls = 0
-
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return self._session.run(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - began
-            self.calls += 1
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
-
-
-class InterleavedSession(TimedSession):
-    """Like :class:`TimedSession`, but before each of the method's ``session.run`` calls it makes one raw call
-    of the same size on the pre-made batch and times it apart. Raw and method calls then alternate every chunk,
-    so a machine whose load changes over seconds slows both alike: a ratio robust to other processes."""
-
-    def __init__(self, session: Any, raw: "RawRunner") -> None:
-        super().__init__(session)
-        self._raw = raw
+        self.raw = raw
         self.raw_seconds = 0.0
+        self.raw_session_seconds = 0.0
 
-    def run(self, output_names: Any, feed: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        self.raw_seconds += self._raw.run([len(feed[self._raw.input])])
-        return super().run(output_names, feed, *args, **kwargs)
+    def __call__(self, size: int) -> None:
+        self.calls += 1
+        if self.raw is not None:
+            seconds, session_seconds = self.raw.timed([size])
+            self.raw_seconds += seconds
+            self.raw_session_seconds += session_seconds
 
 
 def load_model(batch_size: int, threads: int | None):
@@ -218,52 +203,55 @@ def explain_chunks(perturbed: int, batch_size: int) -> list[int]:
 
 
 class RawRunner:
-    """Raw onnxruntime calls on a pre-made, preprocessed batch, on the model's own session."""
+    """Raw onnxruntime calls on a pre-made, preprocessed batch, on the model's own session
+    (``model.run_inputs``: no preprocessing, no score checks)."""
 
     def __init__(self, model: Any, image: np.ndarray) -> None:
         from blackbox_xai.image import resize_pixels
-        from blackbox_xai.model.preprocess import to_model_input
 
         pixels = resize_pixels(image, model.input_size).astype(np.float32)
-        one = to_model_input(pixels[None], model.spec)
+        one = model.preprocessor.forward(pixels[None])
         self.batch = np.ascontiguousarray(np.repeat(one, model.batch_size, axis=0), dtype=np.float32)
         assert self.batch.dtype == np.float32 and self.batch.flags.c_contiguous and self.batch.shape[1] == 3
-        self.session = model.session
-        self.outputs = [model.output_name]
-        self.input = model.spec.input
+        self.model = model
 
-    def run(self, chunk_sizes: list[int]) -> float:
-        """Seconds to run one call per chunk size (a leading slice of the batch: contiguous, no copy)."""
-        run, outputs, name, batch = self.session.run, self.outputs, self.input, self.batch
+    def timed(self, chunk_sizes: list[int]) -> tuple[float, float]:
+        """(seconds, of which inside session.run) for one call per chunk size (a leading slice of the batch:
+        contiguous, no copy)."""
+        run, batch, model = self.model.run_inputs, self.batch, self.model
+        inside = model.session_seconds
         began = time.perf_counter()
         for size in chunk_sizes:
-            run(outputs, {name: batch[:size]})
-        return time.perf_counter() - began
+            run(batch[:size])
+        return time.perf_counter() - began, model.session_seconds - inside
+
+    def run(self, chunk_sizes: list[int]) -> float:
+        """Seconds to run one call per chunk size."""
+        return self.timed(chunk_sizes)[0]
 
 
 def time_method(model: Any, method: Any, image: np.ndarray, raw: RawRunner | None = None) -> dict[str, Any]:
     """Run one ``explain`` and time it: wall seconds, forward passes, seconds inside ``model._run``
-    (preprocessing + onnxruntime) and inside ``session.run`` alone. With ``raw``, a raw call precedes each of the
-    method's calls (see :class:`InterleavedSession`); its time is taken out of every figure and returned apart."""
+    (preprocessing + onnxruntime) and inside ``session.run`` alone (``model.session_seconds``). With ``raw``, a raw
+    call precedes each of the method's chunks (see :class:`ChunkCounter`); its time is taken out of every figure
+    and returned apart."""
     gc.collect()
-    passes, inside = model.forward_passes, model.forward_seconds
-    session = model.session
-    timed = model.session = TimedSession(session) if raw is None else InterleavedSession(session, raw)
+    passes, inside, ort = model.forward_passes, model.forward_seconds, model.session_seconds
+    counter = model.on_forward_chunk = ChunkCounter(raw)
     try:
         began = time.perf_counter()
         explanation = method.explain(model, image)
         wall = time.perf_counter() - began
     finally:
-        model.session = session
-    interleaved = getattr(timed, "raw_seconds", 0.0)
-    result = {"raw_interleaved_s": interleaved} if raw is not None else {}
+        model.on_forward_chunk = None
+    result = {"raw_interleaved_s": counter.raw_seconds} if raw is not None else {}
     return {
         **result,
-        "wall_s": wall - interleaved,
+        "wall_s": wall - counter.raw_seconds,
         "forward_passes": model.forward_passes - passes,
-        "onnxruntime_calls": timed.calls,
-        "in_model_s": model.forward_seconds - inside - interleaved,
-        "ort_in_run_s": timed.seconds,
+        "onnxruntime_calls": counter.calls,
+        "in_model_s": model.forward_seconds - inside,
+        "ort_in_run_s": model.session_seconds - ort - counter.raw_session_seconds,
         "saliency": explanation.saliency,
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,6 +34,9 @@ class Model(ABC):
       gradients, a head gradient included) and the time of those forward-backward runs;
     - ``head_passes``, ``head_seconds``: activation tensors evaluated by a layer model's head (a head gradient
       counts as one head pass and one backward pass), and their time.
+
+    ``on_forward_chunk``: None, or a callable ``f(n)`` called before each chunk of ``n`` images goes through the
+    model in :meth:`predict`, outside the timed part (benchmarks use it to interleave reference runs).
     """
 
     spec: InputSpec
@@ -54,6 +57,7 @@ class Model(ABC):
         self.backward_seconds = 0.0
         self.head_passes = 0
         self.head_seconds = 0.0
+        self.on_forward_chunk: Callable[[int], None] | None = None
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -92,6 +96,8 @@ class Model(ABC):
         outputs = []
         for start in range(0, len(pixels), self.batch_size):
             chunk = pixels[start:start + self.batch_size]
+            if self.on_forward_chunk is not None:
+                self.on_forward_chunk(len(chunk))
             began = time.perf_counter()
             raw = np.asarray(self._run(chunk))
             self.forward_seconds += time.perf_counter() - began
