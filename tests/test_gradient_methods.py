@@ -442,7 +442,7 @@ def test_registry_and_every_method_runs(folder: Path) -> None:
     with pytest.raises(ParameterError):
         make_method("smoothgrad", n_samples=0)
     with pytest.raises(ParameterError):
-        make_method("ig", method="simpson")
+        make_method("ig", quadrature="simpson")
     with pytest.raises(ParameterError):
         make_method("lrp", rule="alphabeta", alpha=2.0, beta=0.0)
     with pytest.raises(ParameterError):
@@ -508,7 +508,7 @@ def test_integrated_gradients_linear_model_is_exact(folder: Path) -> None:
     w = weights.W[2].reshape(3, SIZE, SIZE).transpose(1, 2, 0) / 255.0  # value range [0, 1], NCHW
     expected = (pixels - 127.5) * w
     for method, passes in (("adaptive", 3), ("gausslegendre", 5), ("riemann-trapezoid", 3), ("riemann-right", 4)):
-        exp = IntegratedGradients(n_steps=3, baseline="grey", method=method).explain(model, pixels, target=2)
+        exp = IntegratedGradients(n_steps=3, baseline="grey", quadrature=method).explain(model, pixels, target=2)
         assert relative_error(exp.extras["attribution"], expected) < 1e-5
         assert exp.extras["completeness_error"] < 1e-5
         assert exp.timing["backward_passes"] == passes  # the nodes, and both ends where the rule has not them
@@ -520,7 +520,7 @@ def test_integrated_gradients_completeness_tiny(folder: Path) -> None:
     pixels = pixels_batch(1, seed=12)[0]
     errors = {}
     for method in ("adaptive", "gausslegendre", "riemann-trapezoid"):
-        exp = IntegratedGradients(n_steps=64, method=method, baseline="zero").explain(model, pixels, target=0)
+        exp = IntegratedGradients(n_steps=64, quadrature=method, baseline="zero").explain(model, pixels, target=0)
         expected = net.logits(pixels[None])[0, 0] - net.logits(zero_pixel(model.spec)[None, None, None]
                                                                * np.ones((1, SIZE, SIZE, 3)))[0, 0]
         assert abs(exp.extras["score"] - exp.extras["baseline_score"] - expected) < 1e-4 * max(1, abs(expected))
@@ -725,7 +725,7 @@ def test_zoo_integrated_gradients_completeness(zoo_model) -> None:
         exp = IntegratedGradients(n_steps=64, baseline=baseline).explain(model, images["chelsea"], target="top1")
         assert 281 <= exp.target <= 285 and exp.timing["backward_passes"] == 64
         errors[baseline] = exp.extras["completeness_error"]
-    fixed = IntegratedGradients(n_steps=64, method="gausslegendre").explain(model, images["chelsea"], target="top1")
+    fixed = IntegratedGradients(n_steps=64, quadrature="gausslegendre").explain(model, images["chelsea"], target="top1")
     print(f"\nEfficientNet-Lite0, chelsea, IG with 64 steps: completeness error, adaptive trapezoid: "
           f"{errors['black']:.2e} (black baseline), {errors['zero']:.2e} (zero baseline); 64 Gauss-Legendre nodes "
           f"(black): {fixed.extras['completeness_error']:.2e}")
