@@ -106,7 +106,7 @@ def layer_map(method, model: bx.OnnxModel, pixels: np.ndarray, target="top1") ->
     layer = model.layer_model(method.layer)
     state = layer.state(pixels)
     resolved = resolve_target(target, model.predict(pixels)[0])
-    extras: dict = {"resolved_params": {}}
+    extras: dict = {}
     grid = method.layer_map(layer, state, resolved, pixels, extras, lambda done, total: None)
     return np.asarray(grid, np.float64), extras
 
@@ -221,7 +221,8 @@ def test_cam_equals_gradcam_on_affine_head(affine: Built, target) -> None:
         assert cam.extras["cam_max"] == pytest.approx(expected.max(), rel=1e-5)
     assert relative_error(grad.extras["channel_weights"], w / 64) < 1e-6
     assert cam.params["layer"] == grad.params["layer"] == "layer"  # the default resolved
-    assert grad.params["gradient"] == "affine" and grad.extras["head_passes"] == 0
+    assert grad.params["gradient"] == "exact" and grad.params["gradient_source"] == "affine"
+    assert grad.extras["head_passes"] == 0
     assert grad.extras["gradient_report"]["gradient_source"] == "affine"
 
 
@@ -403,7 +404,7 @@ def test_fd_cam_variants_match_numpy_gradients(smooth: Built, target) -> None:
         grid, extras = layer_map(method(layer="layer", gradient=FD), model, pixels, target)
         errors[name] = relative_error(grid, expected[name])
         assert errors[name] < MAP_TOLERANCE[name], (name, errors[name])
-        assert extras["resolved_params"]["gradient"] == "finite-difference"
+        assert extras["gradient_report"]["gradient_source"] == "finite-difference"
         assert extras["gradient_report"]["fd_disagreement"] < 1e-2
     print(f"\n{smooth.net.head} head, target {target}: fd vs float64 numpy gradient: "
           + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
@@ -440,7 +441,7 @@ def test_auto_gradient_source_matches_references(folder: Path, head: str, activa
         errors = {}
         for name, method in GRADIENT_METHODS.items():
             grid, extras = layer_map(method(layer="layer"), built.model, built.pixels, target)
-            source = extras["resolved_params"]["gradient"]
+            source = extras["gradient_report"]["gradient_source"]
             errors[name] = relative_error(grid, expected[name])
             if source == FD and activation == "Relu":
                 continue  # secants across kinks: see test_fd_on_relu_head_is_the_documented_secant
@@ -790,7 +791,8 @@ def test_zoo_gradcam_peaks_on_the_cat(zoo_model) -> None:
     model, image = zoo_model
     exp = GradCAM().explain(model, image)
     assert 281 <= exp.target <= 285, exp.labels  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-    assert exp.params["gradient"] == "affine" and exp.params["layer"].startswith("_conv_head")
+    assert exp.params["gradient"] == "exact" and exp.params["gradient_source"] == "affine"
+    assert exp.params["layer"].startswith("_conv_head")
     check_on_the_cat(exp, "EfficientNet-Lite0 Grad-CAM")
 
 

@@ -584,7 +584,8 @@ def test_guided_gradcam_is_guided_times_gradcam(folder: Path) -> None:
     np.testing.assert_allclose(exp.extras["attribution"], expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
     np.testing.assert_allclose(exp.saliency, np.abs(expected).max(axis=-1), rtol=1e-5,
                                atol=1e-7 * np.abs(expected).max())
-    assert exp.params["layer"] == "layer" and exp.params["gradient"] == "affine"
+    assert exp.params["layer"] == "layer" and exp.params["gradient"] == "exact"
+    assert exp.params["gradient_source"] == "affine"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -598,7 +599,7 @@ def test_backward_gradcam_matches_finite_differences(folder: Path, head: str) ->
     pixels = np.random.default_rng(4).uniform(0, 255, (32, 32, 3)).astype(np.float32)
     for target in (0, (1, 2)):
         exact = GradCAM(layer="layer").explain(model, pixels, target)
-        assert exact.params["gradient"] == "backward"
+        assert exact.params["gradient"] == "exact" and exact.params["gradient_source"] == "backward"
         assert exact.extras["head_passes"] == 1
         fd = GradCAM(layer="layer", gradient="finite-difference").explain(model, pixels, target)
         weights = cosine(exact.extras["channel_weights"], fd.extras["channel_weights"])
@@ -631,7 +632,8 @@ def test_backward_gradients_on_an_affine_head_equal_the_weights(folder: Path) ->
     pixels = np.random.default_rng(6).uniform(0, 255, (32, 32, 3)).astype(np.float32)
     affine = GradCAM(layer="layer").explain(model, pixels, 1)
     backward = GradCAM(layer="layer", gradient="backward").explain(model, pixels, 1)
-    assert affine.params["gradient"] == "affine" and backward.params["gradient"] == "backward"
+    assert affine.params["gradient"] == "exact" and affine.params["gradient_source"] == "affine"
+    assert backward.params["gradient"] == "exact" and backward.params["gradient_source"] == "backward"
     assert relative_error(backward.extras["channel_weights"], affine.extras["channel_weights"]) < 1e-5
 
 
@@ -737,7 +739,8 @@ def test_zoo_gradcam_backward_matches_finite_differences(zoo_model) -> None:
     model, images = zoo_model
     layer = "_blocks.15._project_conv.out"
     exact = GradCAM(layer=layer).explain(model, images["chelsea"], 281)
-    assert exact.params["gradient"] == "backward" and exact.extras["head_passes"] == 1
+    assert exact.params["gradient"] == "exact" and exact.params["gradient_source"] == "backward"
+    assert exact.extras["head_passes"] == 1
     fd = GradCAM(layer=layer, gradient="finite-difference").explain(model, images["chelsea"], 281)
     weights = cosine(exact.extras["channel_weights"], fd.extras["channel_weights"])
     maps = cosine(exact.saliency, fd.saliency)
@@ -747,7 +750,8 @@ def test_zoo_gradcam_backward_matches_finite_differences(zoo_model) -> None:
     # at the default layer "auto" reads the affine head; the backward graph agrees
     affine = GradCAM().explain(model, images["chelsea"], 281)
     backward = GradCAM(gradient="backward").explain(model, images["chelsea"], 281)
-    assert affine.params["gradient"] == "affine" and backward.params["gradient"] == "backward"
+    assert affine.params["gradient"] == "exact" and affine.params["gradient_source"] == "affine"
+    assert backward.params["gradient"] == "exact" and backward.params["gradient_source"] == "backward"
     assert relative_error(backward.extras["channel_weights"], affine.extras["channel_weights"]) < 1e-5
 
 

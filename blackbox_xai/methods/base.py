@@ -78,7 +78,9 @@ class Method(ABC):
     @classmethod
     def parameter_names(cls) -> tuple[str, ...]:
         """The names of the ``__init__`` parameters, in order."""
-        return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in parameters if p.name != "self" and p.kind not in variadic)
 
     def _set_params(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Validate the ``__init__`` arguments (pass ``locals()``) against ``parameter_constraints``, store them
