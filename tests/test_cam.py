@@ -38,7 +38,7 @@ from test_graph import LIGHT, LIGHT_DIR, randomise_weights, relative_error
 
 import blackbox_xai as bx
 from blackbox_xai import graph as G
-from blackbox_xai.errors import ParameterError
+from blackbox_xai.errors import GradientUnavailableError, ParameterError
 from blackbox_xai.methods.cam import (
     CAM,
     CAM_METHODS,
@@ -281,6 +281,35 @@ def test_elementwise_fd_gradients_match_closed_form(affine: Built, fd_step: floa
         print(f"\naffine head, element-wise fd gradient, c={fd_step}, target {target}: relative error {error:.2e}")
         assert error < tolerance
         assert layer.head_passes - before == source.report["fd_elementwise_head_passes"] == 2 * K * 64 * 2
+
+
+def test_gradient_vocabulary_exact_auto_and_legacy_spellings(any_head: Built) -> None:
+    """"exact" reads an affine head's weights, else runs the head's backward graph; "auto" picks the same where an
+    exact source exists; the legacy "backward" forces its source; params record the vocabulary's name and the
+    concrete source, and every source gives the same channel weights."""
+    model, pixels = any_head.model, any_head.pixels  # relu=False: the signed map, never clipped to a constant
+    concrete = "affine" if any_head.net.head == "gap" else "backward"
+    auto = GradCAM(layer="layer", relu=False).explain(model, pixels, 0)
+    exact = GradCAM(layer="layer", relu=False, gradient="exact").explain(model, pixels, 0)
+    for exp in (auto, exact):
+        assert exp.params["gradient"] == "exact" and exp.params["gradient_source"] == concrete
+    np.testing.assert_array_equal(auto.saliency, exact.saliency)
+    legacy = GradCAM(layer="layer", relu=False, gradient="backward").explain(model, pixels, 0)
+    assert legacy.params["gradient"] == "exact" and legacy.params["gradient_source"] == "backward"
+    assert relative_error(legacy.extras["channel_weights"], exact.extras["channel_weights"]) < 1e-5
+    fd = GradCAM(layer="layer", relu=False, gradient="finite-difference").explain(model, pixels, 0)
+    assert fd.params["gradient"] == fd.params["gradient_source"] == "finite-difference"
+    assert relative_error(fd.extras["channel_weights"], exact.extras["channel_weights"]) < 1e-3
+
+
+def test_exact_gradient_is_refused_where_the_head_has_no_backward_graph(folder: Path) -> None:
+    from test_gradient_methods import pixels_batch, unsupported_model
+
+    model = bx.OnnxModel(unsupported_model(folder / "tiny_unsupported_cam.onnx"), optimize=False)
+    with pytest.raises(GradientUnavailableError, match="gradient='exact' is not available.*Einsum"):
+        GradCAM(layer="layer", relu=False, gradient="exact").explain(model, pixels_batch(1)[0], target=0)
+    auto = GradCAM(layer="layer", relu=False).explain(model, pixels_batch(1)[0], target=0)  # falls back, and says so
+    assert auto.params["gradient"] == auto.params["gradient_source"] == "finite-difference"
 
 
 def test_gradient_and_cam_need_an_affine_head(smooth: Built) -> None:

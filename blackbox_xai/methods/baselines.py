@@ -21,7 +21,7 @@ class RandomMap(Method):
     Parameters
     ----------
     cells : grid of the random values (default 7); 0 = one value per pixel.
-    seed : random seed (default 0).
+    seed : random seed (default 0; None draws fresh entropy).
     """
 
     name = "random"

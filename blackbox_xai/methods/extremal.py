@@ -172,7 +172,8 @@ class ExtremalPerturbation(Method):
     spsa_directions : K, antithetic directions per SPSA estimate (default 8).
     spsa_block : SPSA directions are constant on blocks of this many x this many mask parameters (default 4).
     spsa_step : c, the size of the SPSA perturbation of the weights (default 0.1).
-    seed : seeds the SPSA directions (default 0); the exact path is deterministic.
+    seed : seeds the SPSA directions (default 0; None draws fresh entropy); the exact path is
+        deterministic.
     """
 
     name = "extremal"

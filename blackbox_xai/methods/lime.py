@@ -74,8 +74,8 @@ class LIME(Method):
         at distance d weighs ``sqrt(exp(-d**2 / kernel_width**2))``.
     alpha : L2 penalty of the Ridge surrogate (default 1.0, as lime).
     score : the explained output: "probability" (default, lime explains class probabilities), "logit" or "raw".
-    seed : random seed (default 0) of both the segmentation (quickshift's ``rng``) and the sampling; the same seed
-        gives the same map.
+    seed : random seed (default 0; None draws fresh entropy) of both the segmentation (quickshift's ``rng``)
+        and the sampling; the same seed gives the same map.
 
     Extras
     ------

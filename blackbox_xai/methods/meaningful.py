@@ -51,7 +51,7 @@ class MeaningfulPerturbation(Method):
     spsa_directions : K, antithetic directions per SPSA estimate (default 8).
     spsa_block : SPSA directions are constant on blocks of this many x this many mask parameters (default 4).
     spsa_step : c, the size of the SPSA perturbation of the mask (default 0.1).
-    seed : seeds the jitter and the SPSA directions (default 0).
+    seed : seeds the jitter and the SPSA directions (default 0; None draws fresh entropy).
     """
 
     name = "meaningful"

@@ -29,7 +29,7 @@ class RISE(Method):
         colour, as when the reference implementation masks the normalised tensor), "black" (I * M in pixel
         space), "grey", "mean" or "blur".
     score : "probability" (default, softmax as in the paper), "logit" or "raw".
-    seed : random seed (default 0); the same seed gives the same map.
+    seed : random seed (default 0; None draws fresh entropy); the same seed gives the same map.
     """
 
     name = "rise"

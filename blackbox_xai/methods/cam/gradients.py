@@ -15,9 +15,9 @@ explanation records ``params["gradient"]`` as "exact" or "finite-difference" and
   a few directions (one per channel for Grad-CAM, 2K head passes) are cheap; element-wise gradients cost
   2 x K x h x w head passes. Each result is re-computed at h/2 and the relative disagreement reported.
 
-"auto" tries them in that order ("exact": the first two only, an error when neither applies): affine (free), backward (one pass), finite differences (2K head passes or more);
-when the backward graph cannot be built (an op without a rule), the reason is reported as
-``backward_unavailable``.
+"auto" tries them in that order ("exact": the first two only, an error when neither applies): affine (free),
+backward (one pass), finite differences (2K head passes or more); when the backward graph cannot be built (an op
+without a rule), the reason is reported as ``backward_unavailable``.
 
 The explained score is ``target.weights @ logits`` (logits: the pre-softmax scores), so a contrast (p, q) is the
 gradient of ``y_p - y_q``.
@@ -38,7 +38,6 @@ from ..base import chunks
 SOURCES = ("auto", "exact", "finite-difference", "affine", "backward")
 """Accepted values of the CAM family's ``gradient``: the shared vocabulary's, then the legacy spellings of a
 concrete exact source."""
-LEGACY_SOURCES = ("affine", "backward")
 
 
 def resolved_gradient(source_name: str) -> dict[str, str]:

@@ -7,8 +7,8 @@ explained score is ``target.weights @ logits`` (the logits: the Softmax's input 
 contrast (p, q) is explained as ``y_p - y_q`` at no extra cost.
 
 A subclass implements :meth:`GradientMethod.attribution`, which returns the signed attribution (H, W, 3) in pixel
-space (as the ``saliency`` of an :class:`~blackbox_xai.methods.base.Attribution`); the base reduces it over the colour channels to the 2-D map and keeps it in ``extras["attribution"]`` (at
-the model's resolution). Channel reductions (``reduce``):
+space (as the ``saliency`` of an :class:`~blackbox_xai.methods.base.Attribution`); the base reduces it over the
+colour channels to the 2-D map and keeps it in ``extras["attribution"]`` (at the model's resolution). Channel reductions (``reduce``):
 
 - ``"sum"``: the sum over R, G, B of the signed attribution: for the attribution methods (Input x Gradient,
   Integrated Gradients, LRP) whose attributions add up to the score, the map adds up to it too;

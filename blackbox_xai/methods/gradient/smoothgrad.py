@@ -28,7 +28,7 @@ class SmoothGrad(GradientMethod):
     noise : sigma as a fraction of the image's value range (default 0.15).
     magnitude : average the squared gradients instead of the gradients (default False).
     reduce : channel reduction, "abs-max" (default), "abs-sum" or "sum".
-    seed : random seed (default 0); the same seed gives the same map.
+    seed : random seed (default 0; None draws fresh entropy); the same seed gives the same map.
     """
 
     name = "smoothgrad"
