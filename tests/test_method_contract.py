@@ -348,3 +348,5 @@ def test_conversions_are_canonical() -> None:
     assert values == {"n_masks": 10, "p_keep": 1.0}
     with pytest.raises(ParameterError, match=r"^rise: p_keep must be a number in \(0, 1\], got 0$"):
         P.validate("rise", METHODS["rise"].parameter_constraints, {"p_keep": 0})
+    with pytest.raises(ParameterError, match=r"^rise: n_masks must be an integer >= 1, got infinity$"):
+        P.validate("rise", METHODS["rise"].parameter_constraints, {"n_masks": float("inf")})

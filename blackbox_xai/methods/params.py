@@ -277,6 +277,8 @@ class Anything(Constraint):
 
 
 def _shown(value: Any, limit: int = 60) -> str:
+    if isinstance(value, (float, np.floating)) and math.isinf(value):
+        return "infinity" if value > 0 else "-infinity"  # what a JSON 1e999 becomes: say it in words
     text = repr(value).replace("\n", " ")
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
