@@ -16,7 +16,7 @@ from .errors import BlackboxError
 from .evaluation import evaluate, list_metrics
 from .explanation import Explanation
 from .image import ImageSource, load_image
-from .methods import list_methods, make_method
+from .methods import applicability, list_methods, make_method
 from .methods.base import Progress
 from .model import CallableModel, InputSpec, Model, OnnxModel
 from .targets import TargetLike
@@ -47,8 +47,9 @@ def explain(
     progress: Progress | None = None,
     **params: Any,
 ) -> Explanation:
-    """Explain ``model``'s decision on ``image`` with ``method`` (see :func:`list_methods`); ``params`` are the
-    method's hyperparameters (e.g. ``seed=0``, ``n_masks=4000``)."""
+    """Explain ``model``'s decision on ``image`` with ``method`` (see :func:`list_methods`; ``list_methods(model)``
+    gives those that apply to ``model``); ``params`` are the method's hyperparameters (e.g. ``seed=0``,
+    ``n_masks=4000``, ``quadrature="gausslegendre"``), in the vocabulary of README's glossary."""
     return make_method(method, **params).explain(model, image, target=target, progress=progress)
 
 
@@ -59,6 +60,7 @@ __all__ = [
     "InputSpec",
     "Model",
     "OnnxModel",
+    "applicability",
     "evaluate",
     "evaluation",
     "explain",

@@ -27,32 +27,30 @@ from blackbox_xai import groundtruth, zoo
 from blackbox_xai.evaluation.benchmark import clever_hans_ratios, format_table, score_methods, summarise
 from blackbox_xai.evaluation.sanity import model_randomisation
 from blackbox_xai.fileio import write_atomic
-from blackbox_xai.methods import make_method
+from blackbox_xai.methods import make_method, registered
 
 GROUND_TRUTH_METRICS = ("pointing_game", "relevance_mass", "relevance_rank", "iou", "deletion", "insertion")
 PHOTO_METRICS = ("deletion", "insertion")
-CAMS = ("cam", "gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "scorecam", "ablationcam", "eigencam",
-        "counterfactual")
-GRADIENTS = ("saliency", "inputxgradient", "smoothgrad", "integratedgradients", "guidedbackprop", "deconvnet",
-             "guidedgradcam", "lrp")
+EVIDENCE_FAMILIES = ("perturbation", "optimisation", "cam", "gradient")  # scored against the "baseline" family
 SELECTED: set[str] | None = None  # --methods: run only these (baselines always run)
 
 
 def methods_for(size: int, n_masks: int, score_kind: str = "probability") -> list:
-    """Every method, with window sizes scaled to the model's input size (occlusion: 1/7 of the side)."""
+    """Every registered method (family by family, the baselines last), with window sizes scaled to the model's
+    input size (occlusion: 1/7 of the side); the others at their defaults."""
     window = max(4, size // 7)
-    methods = [make_method("rise", n_masks=n_masks, score=score_kind),
-               make_method("occlusion", window=window, stride=window // 2, score=score_kind),
-               # Occlusion and LIME measure score changes and meaningful perturbation minimises the score: like
-               # RISE, they need logits on saturated models (hiding a part rarely moves a probability of 0.9999).
-               make_method("lime", score=score_kind),
-               make_method("meaningful", score=score_kind),
-               make_method("extremal"),
-               make_method("cem", mode="pp"),
-               *(make_method(name) for name in (*CAMS, *GRADIENTS))]
+    # Occlusion and LIME measure score changes and meaningful perturbation minimises the score: like RISE, they
+    # need logits on saturated models (hiding a part rarely moves a probability of 0.9999).
+    params = {"rise": {"n_masks": n_masks, "score": score_kind},
+              "occlusion": {"window": window, "stride": window // 2, "score": score_kind},
+              "lime": {"score": score_kind},
+              "meaningful": {"score": score_kind},
+              "cem": {"mode": "pp"}}
+    names = [name for family in EVIDENCE_FAMILIES for name in registered(family)]
     if SELECTED is not None:
-        methods = [method for method in methods if method.name in SELECTED]
-    return [*methods, make_method("random"), make_method("centre")]
+        names = [name for name in names if name in SELECTED]
+    methods = [make_method(name, **params.get(name, {})) for name in names]
+    return [*methods, *(make_method(name) for name in registered("baseline"))]
 
 
 def photos() -> dict[str, np.ndarray]:

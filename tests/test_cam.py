@@ -38,7 +38,7 @@ from test_graph import LIGHT, LIGHT_DIR, randomise_weights, relative_error
 
 import blackbox_xai as bx
 from blackbox_xai import graph as G
-from blackbox_xai.errors import ParameterError
+from blackbox_xai.errors import GradientUnavailableError, ParameterError
 from blackbox_xai.methods.cam import (
     CAM,
     CAM_METHODS,
@@ -106,7 +106,7 @@ def layer_map(method, model: bx.OnnxModel, pixels: np.ndarray, target="top1") ->
     layer = model.layer_model(method.layer)
     state = layer.state(pixels)
     resolved = resolve_target(target, model.predict(pixels)[0])
-    extras: dict = {"resolved_params": {}}
+    extras: dict = {}
     grid = method.layer_map(layer, state, resolved, pixels, extras, lambda done, total: None)
     return np.asarray(grid, np.float64), extras
 
@@ -221,7 +221,8 @@ def test_cam_equals_gradcam_on_affine_head(affine: Built, target) -> None:
         assert cam.extras["cam_max"] == pytest.approx(expected.max(), rel=1e-5)
     assert relative_error(grad.extras["channel_weights"], w / 64) < 1e-6
     assert cam.params["layer"] == grad.params["layer"] == "layer"  # the default resolved
-    assert grad.params["gradient"] == "affine" and grad.extras["head_passes"] == 0
+    assert grad.params["gradient"] == "exact" and grad.params["gradient_source"] == "affine"
+    assert grad.extras["head_passes"] == 0
     assert grad.extras["gradient_report"]["gradient_source"] == "affine"
 
 
@@ -280,6 +281,35 @@ def test_elementwise_fd_gradients_match_closed_form(affine: Built, fd_step: floa
         print(f"\naffine head, element-wise fd gradient, c={fd_step}, target {target}: relative error {error:.2e}")
         assert error < tolerance
         assert layer.head_passes - before == source.report["fd_elementwise_head_passes"] == 2 * K * 64 * 2
+
+
+def test_gradient_vocabulary_exact_auto_and_legacy_spellings(any_head: Built) -> None:
+    """"exact" reads an affine head's weights, else runs the head's backward graph; "auto" picks the same where an
+    exact source exists; the legacy "backward" forces its source; params record the vocabulary's name and the
+    concrete source, and every source gives the same channel weights."""
+    model, pixels = any_head.model, any_head.pixels  # relu=False: the signed map, never clipped to a constant
+    concrete = "affine" if any_head.net.head == "gap" else "backward"
+    auto = GradCAM(layer="layer", relu=False).explain(model, pixels, 0)
+    exact = GradCAM(layer="layer", relu=False, gradient="exact").explain(model, pixels, 0)
+    for exp in (auto, exact):
+        assert exp.params["gradient"] == "exact" and exp.params["gradient_source"] == concrete
+    np.testing.assert_array_equal(auto.saliency, exact.saliency)
+    legacy = GradCAM(layer="layer", relu=False, gradient="backward").explain(model, pixels, 0)
+    assert legacy.params["gradient"] == "exact" and legacy.params["gradient_source"] == "backward"
+    assert relative_error(legacy.extras["channel_weights"], exact.extras["channel_weights"]) < 1e-5
+    fd = GradCAM(layer="layer", relu=False, gradient="finite-difference").explain(model, pixels, 0)
+    assert fd.params["gradient"] == fd.params["gradient_source"] == "finite-difference"
+    assert relative_error(fd.extras["channel_weights"], exact.extras["channel_weights"]) < 1e-3
+
+
+def test_exact_gradient_is_refused_where_the_head_has_no_backward_graph(folder: Path) -> None:
+    from test_gradient_methods import pixels_batch, unsupported_model
+
+    model = bx.OnnxModel(unsupported_model(folder / "tiny_unsupported_cam.onnx"), optimize=False)
+    with pytest.raises(GradientUnavailableError, match="gradient='exact' is not available.*Einsum"):
+        GradCAM(layer="layer", relu=False, gradient="exact").explain(model, pixels_batch(1)[0], target=0)
+    auto = GradCAM(layer="layer", relu=False).explain(model, pixels_batch(1)[0], target=0)  # falls back, and says so
+    assert auto.params["gradient"] == auto.params["gradient_source"] == "finite-difference"
 
 
 def test_gradient_and_cam_need_an_affine_head(smooth: Built) -> None:
@@ -403,7 +433,7 @@ def test_fd_cam_variants_match_numpy_gradients(smooth: Built, target) -> None:
         grid, extras = layer_map(method(layer="layer", gradient=FD), model, pixels, target)
         errors[name] = relative_error(grid, expected[name])
         assert errors[name] < MAP_TOLERANCE[name], (name, errors[name])
-        assert extras["resolved_params"]["gradient"] == "finite-difference"
+        assert extras["gradient_report"]["gradient_source"] == "finite-difference"
         assert extras["gradient_report"]["fd_disagreement"] < 1e-2
     print(f"\n{smooth.net.head} head, target {target}: fd vs float64 numpy gradient: "
           + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
@@ -440,7 +470,7 @@ def test_auto_gradient_source_matches_references(folder: Path, head: str, activa
         errors = {}
         for name, method in GRADIENT_METHODS.items():
             grid, extras = layer_map(method(layer="layer"), built.model, built.pixels, target)
-            source = extras["resolved_params"]["gradient"]
+            source = extras["gradient_report"]["gradient_source"]
             errors[name] = relative_error(grid, expected[name])
             if source == FD and activation == "Relu":
                 continue  # secants across kinks: see test_fd_on_relu_head_is_the_documented_secant
@@ -790,7 +820,8 @@ def test_zoo_gradcam_peaks_on_the_cat(zoo_model) -> None:
     model, image = zoo_model
     exp = GradCAM().explain(model, image)
     assert 281 <= exp.target <= 285, exp.labels  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-    assert exp.params["gradient"] == "affine" and exp.params["layer"].startswith("_conv_head")
+    assert exp.params["gradient"] == "exact" and exp.params["gradient_source"] == "affine"
+    assert exp.params["layer"].startswith("_conv_head")
     check_on_the_cat(exp, "EfficientNet-Lite0 Grad-CAM")
 
 

@@ -442,7 +442,7 @@ def test_registry_and_every_method_runs(folder: Path) -> None:
     with pytest.raises(ParameterError):
         make_method("smoothgrad", n_samples=0)
     with pytest.raises(ParameterError):
-        make_method("ig", method="simpson")
+        make_method("ig", quadrature="simpson")
     with pytest.raises(ParameterError):
         make_method("lrp", rule="alphabeta", alpha=2.0, beta=0.0)
     with pytest.raises(ParameterError):
@@ -508,7 +508,7 @@ def test_integrated_gradients_linear_model_is_exact(folder: Path) -> None:
     w = weights.W[2].reshape(3, SIZE, SIZE).transpose(1, 2, 0) / 255.0  # value range [0, 1], NCHW
     expected = (pixels - 127.5) * w
     for method, passes in (("adaptive", 3), ("gausslegendre", 5), ("riemann-trapezoid", 3), ("riemann-right", 4)):
-        exp = IntegratedGradients(n_steps=3, baseline="grey", method=method).explain(model, pixels, target=2)
+        exp = IntegratedGradients(n_steps=3, baseline="grey", quadrature=method).explain(model, pixels, target=2)
         assert relative_error(exp.extras["attribution"], expected) < 1e-5
         assert exp.extras["completeness_error"] < 1e-5
         assert exp.timing["backward_passes"] == passes  # the nodes, and both ends where the rule has not them
@@ -520,7 +520,7 @@ def test_integrated_gradients_completeness_tiny(folder: Path) -> None:
     pixels = pixels_batch(1, seed=12)[0]
     errors = {}
     for method in ("adaptive", "gausslegendre", "riemann-trapezoid"):
-        exp = IntegratedGradients(n_steps=64, method=method, baseline="zero").explain(model, pixels, target=0)
+        exp = IntegratedGradients(n_steps=64, quadrature=method, baseline="zero").explain(model, pixels, target=0)
         expected = net.logits(pixels[None])[0, 0] - net.logits(zero_pixel(model.spec)[None, None, None]
                                                                * np.ones((1, SIZE, SIZE, 3)))[0, 0]
         assert abs(exp.extras["score"] - exp.extras["baseline_score"] - expected) < 1e-4 * max(1, abs(expected))
@@ -584,7 +584,8 @@ def test_guided_gradcam_is_guided_times_gradcam(folder: Path) -> None:
     np.testing.assert_allclose(exp.extras["attribution"], expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())
     np.testing.assert_allclose(exp.saliency, np.abs(expected).max(axis=-1), rtol=1e-5,
                                atol=1e-7 * np.abs(expected).max())
-    assert exp.params["layer"] == "layer" and exp.params["gradient"] == "affine"
+    assert exp.params["layer"] == "layer" and exp.params["gradient"] == "exact"
+    assert exp.params["gradient_source"] == "affine"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -598,7 +599,7 @@ def test_backward_gradcam_matches_finite_differences(folder: Path, head: str) ->
     pixels = np.random.default_rng(4).uniform(0, 255, (32, 32, 3)).astype(np.float32)
     for target in (0, (1, 2)):
         exact = GradCAM(layer="layer").explain(model, pixels, target)
-        assert exact.params["gradient"] == "backward"
+        assert exact.params["gradient"] == "exact" and exact.params["gradient_source"] == "backward"
         assert exact.extras["head_passes"] == 1
         fd = GradCAM(layer="layer", gradient="finite-difference").explain(model, pixels, target)
         weights = cosine(exact.extras["channel_weights"], fd.extras["channel_weights"])
@@ -631,7 +632,8 @@ def test_backward_gradients_on_an_affine_head_equal_the_weights(folder: Path) ->
     pixels = np.random.default_rng(6).uniform(0, 255, (32, 32, 3)).astype(np.float32)
     affine = GradCAM(layer="layer").explain(model, pixels, 1)
     backward = GradCAM(layer="layer", gradient="backward").explain(model, pixels, 1)
-    assert affine.params["gradient"] == "affine" and backward.params["gradient"] == "backward"
+    assert affine.params["gradient"] == "exact" and affine.params["gradient_source"] == "affine"
+    assert backward.params["gradient"] == "exact" and backward.params["gradient_source"] == "backward"
     assert relative_error(backward.extras["channel_weights"], affine.extras["channel_weights"]) < 1e-5
 
 
@@ -725,7 +727,7 @@ def test_zoo_integrated_gradients_completeness(zoo_model) -> None:
         exp = IntegratedGradients(n_steps=64, baseline=baseline).explain(model, images["chelsea"], target="top1")
         assert 281 <= exp.target <= 285 and exp.timing["backward_passes"] == 64
         errors[baseline] = exp.extras["completeness_error"]
-    fixed = IntegratedGradients(n_steps=64, method="gausslegendre").explain(model, images["chelsea"], target="top1")
+    fixed = IntegratedGradients(n_steps=64, quadrature="gausslegendre").explain(model, images["chelsea"], target="top1")
     print(f"\nEfficientNet-Lite0, chelsea, IG with 64 steps: completeness error, adaptive trapezoid: "
           f"{errors['black']:.2e} (black baseline), {errors['zero']:.2e} (zero baseline); 64 Gauss-Legendre nodes "
           f"(black): {fixed.extras['completeness_error']:.2e}")
@@ -737,7 +739,8 @@ def test_zoo_gradcam_backward_matches_finite_differences(zoo_model) -> None:
     model, images = zoo_model
     layer = "_blocks.15._project_conv.out"
     exact = GradCAM(layer=layer).explain(model, images["chelsea"], 281)
-    assert exact.params["gradient"] == "backward" and exact.extras["head_passes"] == 1
+    assert exact.params["gradient"] == "exact" and exact.params["gradient_source"] == "backward"
+    assert exact.extras["head_passes"] == 1
     fd = GradCAM(layer=layer, gradient="finite-difference").explain(model, images["chelsea"], 281)
     weights = cosine(exact.extras["channel_weights"], fd.extras["channel_weights"])
     maps = cosine(exact.saliency, fd.saliency)
@@ -747,7 +750,8 @@ def test_zoo_gradcam_backward_matches_finite_differences(zoo_model) -> None:
     # at the default layer "auto" reads the affine head; the backward graph agrees
     affine = GradCAM().explain(model, images["chelsea"], 281)
     backward = GradCAM(gradient="backward").explain(model, images["chelsea"], 281)
-    assert affine.params["gradient"] == "affine" and backward.params["gradient"] == "backward"
+    assert affine.params["gradient"] == "exact" and affine.params["gradient_source"] == "affine"
+    assert backward.params["gradient"] == "exact" and backward.params["gradient_source"] == "backward"
     assert relative_error(backward.extras["channel_weights"], affine.extras["channel_weights"]) < 1e-5
 
 

@@ -176,7 +176,7 @@ def test_hidden_superpixels_take_the_fill(hide: str) -> None:
     model = CallableModel(lambda b: (seen.append(b.copy()), b.reshape(len(b), -1)[:, :2])[1], spec=spec,
                           output_kind="logits")
     seen.clear()
-    explanation = LIME(n_samples=20, segmentation="slic", hide=hide).explain(model, image, 0)
+    explanation = LIME(n_samples=20, segmentation="slic", fill=hide).explain(model, image, 0)
     segments = explanation.extras["segments"]
     pixels = image.astype(np.float32)
     if hide == "mean":
@@ -217,7 +217,7 @@ def test_hidden_superpixels_take_the_fill(hide: str) -> None:
     ({"segmentation": "grid", "segmentation_params": {"cells": 0}}, "cells"),
     ({"segmentation": "grid", "segmentation_params": {"cells": (3, 2, 1)}}, "cells"),
     ({"segmentation": "grid", "segmentation_params": {"n_segments": 3}}, "unknown grid parameter"),
-    ({"hide": "white"}, "hide must be one of"),
+    ({"fill": "white"}, "fill must be one of"),
     ({"kernel_width": 0}, "kernel_width"),
     ({"kernel_width": float("nan")}, "kernel_width"),
     ({"alpha": -1}, "alpha"),

@@ -1,9 +1,13 @@
 """The base class of all explanation methods: one ``explain(model, image, target)`` entry point.
 
-A subclass sets ``name``, takes its hyperparameters in ``__init__`` (stored under the same names, scikit-learn
-style, validated once) and implements :meth:`Method.attribute`, which works at the model's resolution. The base
-class owns what every method shares: reading the image, resizing to the model and back, resolving the target,
-scoring, timing, progress reporting, and building the :class:`~blackbox_xai.Explanation`.
+A subclass sets ``name`` (which registers it: :mod:`blackbox_xai.methods.registry`), ``family``, its ``aliases``,
+``stochastic`` and ``requires``; takes its hyperparameters in ``__init__`` and stores them under the same names
+through :meth:`Method._set_params`, which validates them once against the declared ``parameter_constraints``
+(:mod:`blackbox_xai.methods.params`, scikit-learn style); and implements :meth:`Method.attribute`, which works at
+the model's resolution and returns an :class:`Attribution`. The base class owns what every method shares: the
+capability check, reading the image, resizing to the model and back, resolving the target, scoring, timing (the
+same fields for every method, from the model's pass counters), progress reporting, and building the
+:class:`~blackbox_xai.Explanation`.
 """
 
 from __future__ import annotations
@@ -12,31 +16,90 @@ import inspect
 import time
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 
 from ..explanation import Explanation
 from ..image import ImageSource, load_image, resize_map, resize_pixels
-from ..model.base import SCORE_KINDS, Model
+from ..model.base import Model
 from ..model.capabilities import SCORES, check_requirements
 from ..errors import ConstantMapWarning, ParameterError
 from ..targets import Target, TargetLike, resolve_target
+from . import params as P
+from . import registry
 
 Progress = Callable[[int, int], None]
+
+TIMING_COUNTERS = ("forward_passes", "forward_seconds", "backward_passes", "backward_seconds", "head_passes",
+                   "head_seconds")
+"""The model's pass counters that every explanation's ``timing`` reports (as differences over the call), between
+``seconds`` (the wall time of the whole call) and ``batch_size``."""
+
+
+@dataclass
+class Attribution:
+    """What :meth:`Method.attribute` returns.
+
+    saliency : the map (h, w) at the model's resolution.
+    extras : method-specific values and arrays (they become ``Explanation.extras``).
+    resolved_params : the hyperparameters as actually used where the method resolved a default ("auto", None),
+        merged over :meth:`Method.get_params` into ``Explanation.params`` so that the call can be repeated.
+    """
+
+    saliency: np.ndarray
+    extras: dict[str, Any] = field(default_factory=dict)
+    resolved_params: dict[str, Any] = field(default_factory=dict)
 
 
 class Method(ABC):
     """Base class: subclasses implement :meth:`attribute` and declare their hyperparameters in ``__init__``."""
 
     name: ClassVar[str] = ""
+    """The registered name (lower case); a class that sets one registers itself."""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Other names :func:`~blackbox_xai.methods.canonical_name` accepts (each class declares its own)."""
+    family: ClassVar[str] = ""
+    """One of :data:`blackbox_xai.methods.registry.FAMILIES` (the contract test requires one)."""
+    stochastic: ClassVar[bool] = False
+    """True when the map depends on random draws: the method then takes a ``seed``, and the same seed gives the
+    same map."""
     requires: ClassVar[tuple[str, ...]] = (SCORES,)
     """What the model must offer (:mod:`blackbox_xai.model.capabilities`), checked once before any work."""
+    parameter_constraints: ClassVar[dict[str, P.Constraint]] = {}
+    """One :class:`~blackbox_xai.methods.params.Constraint` per ``__init__`` parameter."""
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if register and vars(cls).get("name"):
+            registry.register(cls)
+
+    @classmethod
+    def parameter_names(cls) -> tuple[str, ...]:
+        """The names of the ``__init__`` parameters, in order."""
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in parameters if p.name != "self" and p.kind not in variadic)
+
+    def _set_params(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate the ``__init__`` arguments (pass ``locals()``) against ``parameter_constraints``, store them
+        converted under their names, and return them."""
+        names = self.parameter_names()
+        values = P.validate(self.name or type(self).__name__, self.parameter_constraints,
+                            {name: arguments[name] for name in names})
+        for name, value in values.items():
+            setattr(self, name, value)
+        return values
+
+    def _refuse(self, parameter: str, value: Any, allowed: str) -> ParameterError:
+        """The one-line :class:`ParameterError` for a value refused by a check that involves several
+        parameters (``raise self._refuse(...)``)."""
+        return P.parameter_error(self.name or type(self).__name__, parameter, value, allowed)
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters given to ``__init__``, by name (scikit-learn convention)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in self.parameter_names()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -64,27 +127,27 @@ class Method(ABC):
         """
         check_requirements(model, self.requires, self.name)
         began = time.perf_counter()
-        passes_before, seconds_before = model.forward_passes, model.forward_seconds
+        counters_before = {name: getattr(model, name, 0) for name in TIMING_COUNTERS}
         original = load_image(image)
         size = model.input_size or original.shape[:2]
         pixels = resize_pixels(original, size)
         clean_outputs = model.predict(pixels)[0]
         resolved = resolve_target(target, clean_outputs)
-        saliency, extras = self.attribute(model, pixels, resolved, clean_outputs, progress or _no_progress)
-        saliency = np.asarray(saliency, dtype=np.float32)
+        result = self.attribute(model, pixels, resolved, clean_outputs, progress or _no_progress)
+        if not isinstance(result, Attribution):  # transitional: CEM still returns (saliency, extras) with the
+            saliency, extras = result            # resolved parameters under extras["resolved_params"]
+            result = Attribution(saliency, extras, extras.pop("resolved_params", {}))
+        saliency, extras = np.asarray(result.saliency, dtype=np.float32), result.extras
         if saliency.size and not np.ptp(saliency) > 0:
             warnings.warn(ConstantMapWarning(
                 f"{self.name}: the map is constant ({float(saliency.flat[0]):g} everywhere), so it shows no "
                 f"evidence: {self.constant_map_reason(extras)}."), stacklevel=2)
         saliency = resize_map(saliency, original.shape[:2])
         # A method may resolve defaults ("auto", None) to what it used: recorded so the call can be repeated.
-        params = {**self.get_params(), **extras.pop("resolved_params", {})}
-        timing = {
-            "seconds": time.perf_counter() - began,
-            "forward_passes": model.forward_passes - passes_before,
-            "forward_seconds": model.forward_seconds - seconds_before,
-            "batch_size": model.batch_size,
-        }
+        params = {**self.get_params(), **result.resolved_params}
+        timing: dict[str, Any] = {"seconds": time.perf_counter() - began}
+        timing.update({name: getattr(model, name, 0) - before for name, before in counters_before.items()})
+        timing["batch_size"] = model.batch_size
         return Explanation(
             saliency=saliency,
             target=resolved.to_json(),
@@ -109,8 +172,9 @@ class Method(ABC):
     @abstractmethod
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Return the saliency map (h, w) at the model resolution of ``pixels`` (h, w, 3), and extras.
+    ) -> Attribution:
+        """The saliency map (h, w) at the model resolution of ``pixels`` (h, w, 3), extras and resolved
+        parameters.
 
         ``clean_outputs`` are the model's raw outputs (C,) on ``pixels``, already computed.
         """
@@ -119,12 +183,6 @@ class Method(ABC):
 def target_scores(model: Model, batch: np.ndarray, target: Target, kind: str) -> np.ndarray:
     """The explained score of each image of ``batch`` (n, h, w, 3) -> (n,)."""
     return target.score(model.convert(model.predict(batch), kind))
-
-
-def check_score_kind(kind: str) -> str:
-    if kind not in SCORE_KINDS:
-        raise ParameterError(f"score must be one of {SCORE_KINDS}, got {kind!r}")
-    return kind
 
 
 def chunks(total: int, size: int) -> Iterator[tuple[int, int]]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ..errors import ParameterError
 from ..image import resize_map
 from ..model.base import Model
 from ..targets import Target
-from .base import Method, Progress
+from . import params as P
+from .base import Attribution, Method, Progress
 
 
 class RandomMap(Method):
@@ -23,26 +21,26 @@ class RandomMap(Method):
     Parameters
     ----------
     cells : grid of the random values (default 7); 0 = one value per pixel.
-    seed : random seed (default 0).
+    seed : random seed (default 0; None draws fresh entropy).
     """
 
     name = "random"
+    family = "baseline"
+    stochastic = True
+    parameter_constraints = {"cells": P.Int(0), "seed": P.Seed()}
 
     def __init__(self, cells: int = 7, seed: int = 0) -> None:
-        if int(cells) < 0:
-            raise ParameterError(f"cells must be 0 (per pixel) or positive, got {cells}")
-        self.cells = int(cells)
-        self.seed = int(seed)
+        self._set_params(locals())
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         rng = np.random.default_rng(self.seed)
         height, width = pixels.shape[:2]
         if self.cells == 0:
-            return rng.random((height, width), dtype=np.float32), {}
+            return Attribution(rng.random((height, width), dtype=np.float32))
         grid = rng.random((self.cells, self.cells), dtype=np.float32)
-        return resize_map(grid, (height, width)), {}
+        return Attribution(resize_map(grid, (height, width)))
 
 
 class CentreMap(Method):
@@ -55,14 +53,17 @@ class CentreMap(Method):
     """
 
     name = "centre"
+    aliases = ("center",)
+    family = "baseline"
+    parameter_constraints = {"sigma": P.Interval(0.0, None, closed="neither")}
 
     def __init__(self, sigma: float = 0.25) -> None:
-        self.sigma = float(sigma)
+        self._set_params(locals())
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         height, width = pixels.shape[:2]
         y = (np.arange(height) + 0.5 - height / 2) / (self.sigma * height)
         x = (np.arange(width) + 0.5 - width / 2) / (self.sigma * width)
-        return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32), {}
+        return Attribution(np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32))

@@ -7,12 +7,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ParameterError
 from ..model.base import Model
 from ..targets import Target
-from .base import Method, Progress
-from .mask_optimisation import (BlurPyramid, Momentum, Resampler, ScoreGradient, blur_sigma,
-                                set_score_gradient_params)
+from . import params as P
+from .base import Attribution, Method, Progress
+from .mask_optimisation import (SCORE_GRADIENT_CONSTRAINTS, BlurPyramid, Momentum, Resampler, ScoreGradient,
+                                blur_sigma)
 
 VARIANTS = ("preserve", "delete", "dual")
 
@@ -172,10 +172,28 @@ class ExtremalPerturbation(Method):
     spsa_directions : K, antithetic directions per SPSA estimate (default 8).
     spsa_block : SPSA directions are constant on blocks of this many x this many mask parameters (default 4).
     spsa_step : c, the size of the SPSA perturbation of the weights (default 0.1).
-    seed : seeds the SPSA directions (default 0); the exact path is deterministic.
+    seed : seeds the SPSA directions (default 0; None draws fresh entropy); the exact path is
+        deterministic.
     """
 
     name = "extremal"
+    aliases = ("extremalperturbation", "ep")
+    family = "optimisation"
+    stochastic = True
+    parameter_constraints = {
+        "areas": P.SequenceOf(P.Interval(0.0, 1.0, closed="neither"), scalar=True),
+        "variant": P.Options(*VARIANTS),
+        "iterations": P.Int(1),
+        "learning_rate": P.Interval(0.0, None, closed="neither"),
+        "step": P.Interval(0.0, None, closed="neither"),
+        "sigma": P.Interval(0.0, None, closed="neither"),
+        "smoothness": P.Interval(0.0, None),
+        "max_blur": P.Interval(0.0, None, closed="neither"),
+        "blur_levels": P.Int(2),
+        "area_weight": P.Interval(0.0, None),
+        "area_growth": P.Interval(0.0, None, closed="neither"),
+        **SCORE_GRADIENT_CONSTRAINTS,
+    }
 
     def __init__(
         self,
@@ -197,40 +215,11 @@ class ExtremalPerturbation(Method):
         spsa_block: int = 4,
         seed: int = 0,
     ) -> None:
-        if isinstance(areas, (int, float)):
-            areas = (areas,)
-        areas = tuple(float(a) for a in areas)
-        if not areas or not all(0.0 < a < 1.0 for a in areas):
-            raise ParameterError(f"areas must be fractions in (0, 1), got {areas}")
-        if variant not in VARIANTS:
-            raise ParameterError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if int(iterations) < 1:
-            raise ParameterError(f"iterations must be at least 1, got {iterations}")
-        if int(blur_levels) < 2:
-            raise ParameterError(f"blur_levels must be at least 2, got {blur_levels}")
-        for label, value in (("learning_rate", learning_rate), ("step", step), ("sigma", sigma),
-                             ("max_blur", max_blur), ("area_growth", area_growth)):
-            if not float(value) > 0:
-                raise ParameterError(f"{label} must be positive, got {value}")
-        for label, value in (("smoothness", smoothness), ("area_weight", area_weight)):
-            if not float(value) >= 0:
-                raise ParameterError(f"{label} must be non-negative, got {value}")
-        self.areas = areas
-        self.variant = variant
-        self.iterations = int(iterations)
-        self.learning_rate = float(learning_rate)
-        self.step = float(step)
-        self.sigma = float(sigma)
-        self.smoothness = float(smoothness)
-        self.max_blur = float(max_blur)
-        self.blur_levels = int(blur_levels)
-        self.area_weight = float(area_weight)
-        self.area_growth = float(area_growth)
-        set_score_gradient_params(self, score, gradient, spsa_directions, spsa_step, spsa_block, seed)
+        self._set_params(locals())
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         size = pixels.shape[:2]
         side = min(size)
         generator = SmoothMaskGenerator(size, max(1.0, self.step * side), max(1.0, self.sigma * side),
@@ -291,7 +280,7 @@ class ExtremalPerturbation(Method):
             "history": history,
             **oracle.report,
         }
-        return smooth.sum(axis=0).astype(np.float32), extras
+        return Attribution(smooth.sum(axis=0).astype(np.float32), extras, {"gradient": oracle.source})
 
 
 def _top_fraction(masks: np.ndarray, areas: Sequence[float]) -> np.ndarray:

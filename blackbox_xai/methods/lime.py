@@ -32,11 +32,13 @@ from sklearn.linear_model import Ridge
 from ..errors import ParameterError
 from ..model.base import Model
 from ..targets import Target
-from .base import Method, Progress, check_score_kind, chunks, target_scores
+from . import params as P
+from .base import Attribution, Method, Progress, chunks, target_scores
 from .fill import fill_image
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb", "grid")
-HIDES = ("mean", "grey", "black", "zero", "blur")
+FILLS = ("mean", "grey", "black", "zero", "blur")
+"""LIME's fills: the shared ones, with "mean" meaning each superpixel's own mean colour (lime_image's default)."""
 
 # Default parameters of each segmenter. quickshift: lime_image's own. slic: about 50 superpixels (39 on chelsea
 # at 224), lime's usual alternative. felzenszwalb: scale 100, sigma 0.5, min_size 50 gives ~100 superpixels at
@@ -65,15 +67,15 @@ class LIME(Method):
         compactness=10, start_label=0``; felzenszwalb ``scale=100, sigma=0.5, min_size=50``; grid ``cells=8``
         (an int or a (rows, columns) pair). The scikit-image segmenters see the image scaled to [0, 1], as they
         see a uint8 photo.
-    hide : what a hidden superpixel becomes: "mean" (default: its own mean colour, lime_image's
+    fill : what a hidden superpixel becomes: "mean" (default: its own mean colour, lime_image's
         ``hide_color=None``), "grey" (127.5), "black" (0, lime's ``hide_color=0`` on a uint8 image), "zero" (the
         pixel the model sees as zero after normalisation) or "blur" (a Gaussian blur of the image).
     kernel_width : width of the exponential kernel on the cosine distance (default 0.25, as lime_image); a sample
         at distance d weighs ``sqrt(exp(-d**2 / kernel_width**2))``.
     alpha : L2 penalty of the Ridge surrogate (default 1.0, as lime).
     score : the explained output: "probability" (default, lime explains class probabilities), "logit" or "raw".
-    seed : random seed (default 0) of both the segmentation (quickshift's ``rng``) and the sampling; the same seed
-        gives the same map.
+    seed : random seed (default 0; None draws fresh entropy) of both the segmentation (quickshift's ``rng``)
+        and the sampling; the same seed gives the same map.
 
     Extras
     ------
@@ -84,48 +86,40 @@ class LIME(Method):
     """
 
     name = "lime"
+    family = "perturbation"
+    stochastic = True
+    parameter_constraints = {
+        "n_samples": P.Int(2),
+        "segmentation": P.Options(*SEGMENTATIONS),
+        "segmentation_params": P.Optional(P.Dict()),
+        "fill": P.Options(*FILLS),
+        "kernel_width": P.Interval(0.0, None, closed="neither"),
+        "alpha": P.Interval(0.0, None, closed="left"),
+        "score": P.score(),
+        "seed": P.Seed(),
+    }
 
     def __init__(
         self,
         n_samples: int = 1000,
         segmentation: str = "quickshift",
         segmentation_params: dict[str, Any] | None = None,
-        hide: str = "mean",
+        fill: str = "mean",
         kernel_width: float = 0.25,
         alpha: float = 1.0,
         score: str = "probability",
         seed: int = 0,
     ) -> None:
-        if not _is_integer(n_samples) or n_samples < 2:
-            raise ParameterError(f"n_samples must be an integer of at least 2 (the original and one perturbed "
-                                 f"image), got {n_samples!r}")
-        if segmentation not in SEGMENTATIONS:
-            raise ParameterError(f"segmentation must be one of {SEGMENTATIONS}, got {segmentation!r}")
-        if hide not in HIDES:
-            raise ParameterError(f"hide must be one of {HIDES}, got {hide!r}")
-        if not _is_number(kernel_width) or not kernel_width > 0:
-            raise ParameterError(f"kernel_width must be a positive number, got {kernel_width!r}")
-        if not _is_number(alpha) or not alpha >= 0:
-            raise ParameterError(f"alpha must be a non-negative number, got {alpha!r}")
-        if not _is_integer(seed):
-            raise ParameterError(f"seed must be an integer, got {seed!r}")
-        self.n_samples = int(n_samples)
-        self.segmentation = segmentation
-        self.segmentation_params = segmentation_params
-        self.hide = hide
-        self.kernel_width = float(kernel_width)
-        self.alpha = float(alpha)
-        self.score = check_score_kind(score)
-        self.seed = int(seed)
-        self._segment_kwargs = resolve_segmentation_params(segmentation, segmentation_params)
+        self._set_params(locals())  # n_samples >= 2: the original and at least one perturbed image
+        self._segment_kwargs = resolve_segmentation_params(self.segmentation, self.segmentation_params)
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
         segments = segment_image(pixels, self.segmentation, self._segment_kwargs, self.seed)
         n_features = int(segments.max()) + 1
-        hidden = hide_image(pixels, segments, self.hide, model)
+        hidden = hide_image(pixels, segments, self.fill, model)
         rng = np.random.default_rng(self.seed)
         # As lime_image: the first pattern is the original image, the others switch each superpixel on w.p. 1/2.
         patterns = rng.integers(0, 2, size=(self.n_samples, n_features)).astype(bool)
@@ -152,9 +146,8 @@ class LIME(Method):
             "local_prediction": float(surrogate.intercept_ + coefficients.sum()),
             "clean_score": float(targets[0]),
             "n_segments": n_features,
-            "resolved_params": {"segmentation_params": dict(self._segment_kwargs)},
         }
-        return saliency, extras
+        return Attribution(saliency, extras, {"segmentation_params": dict(self._segment_kwargs)})
 
 
 def resolve_segmentation_params(segmentation: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -162,7 +155,7 @@ def resolve_segmentation_params(segmentation: str, params: dict[str, Any] | None
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise ParameterError(f"segmentation_params must be a dict or None, got {type(params).__name__}")
+        raise P.parameter_error("lime", "segmentation_params", params, "a dict or None")
     if segmentation == "grid":
         allowed = {"cells"}
     else:
@@ -204,10 +197,10 @@ def segment_image(pixels: np.ndarray, segmentation: str, params: dict[str, Any],
     return inverse.reshape(height, width).astype(np.int64)
 
 
-def hide_image(pixels: np.ndarray, segments: np.ndarray, hide: str, model: Model | None = None) -> np.ndarray:
-    """The image (h, w, 3) float32 whose pixels replace hidden superpixels."""
-    if hide != "mean":
-        return np.ascontiguousarray(fill_image(pixels, hide, model.spec if model is not None else None),
+def hide_image(pixels: np.ndarray, segments: np.ndarray, fill: str, model: Model | None = None) -> np.ndarray:
+    """The image (h, w, 3) float32 whose pixels replace hidden superpixels (``fill``: one of :data:`FILLS`)."""
+    if fill != "mean":
+        return np.ascontiguousarray(fill_image(pixels, fill, model.spec if model is not None else None),
                                     dtype=np.float32)
     flat = segments.ravel()
     counts = np.bincount(flat, minlength=int(flat.max()) + 1).astype(np.float64)
@@ -245,20 +238,14 @@ def _segmenter(segmentation: str) -> Callable[..., np.ndarray]:
     return {"quickshift": skseg.quickshift, "slic": skseg.slic, "felzenszwalb": skseg.felzenszwalb}[segmentation]
 
 
+_CELLS = P.SequenceOf(P.Int(1), length=2, scalar="pair")
+
+
 def _cells(value: Any) -> tuple[int, int]:
-    pair = (value, value) if _is_integer(value) else value
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(_is_integer(v) and v >= 1 for v in pair):
-        raise ParameterError(f"grid cells must be a positive int or a (rows, columns) pair, got {value!r}")
-    rows, columns = int(pair[0]), int(pair[1])
+    try:
+        rows, columns = _CELLS.convert(value)
+    except (ValueError, TypeError):
+        raise P.parameter_error("lime", "segmentation_params['cells']", value, _CELLS.describe()) from None
     if rows * columns < 2:
-        raise ParameterError(f"grid cells must give at least 2 cells, got {value!r}")
+        raise P.parameter_error("lime", "segmentation_params['cells']", value, "a grid of at least 2 cells")
     return rows, columns
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-            and bool(np.isfinite(value)))

@@ -35,33 +35,21 @@ from ..errors import ParameterError
 from ..model.base import Model
 from ..model.capabilities import INPUT_GRADIENTS, check_requirements
 from ..targets import Target
-from .base import check_score_kind, chunks
+from . import params as P
+from .base import chunks
 
 GRADIENT_SOURCES = ("auto", "exact", "spsa")
 
-
-def check_gradient_source(source: str) -> str:
-    if source not in GRADIENT_SOURCES:
-        raise ParameterError(f"gradient must be one of {GRADIENT_SOURCES}, got {source!r}")
-    return source
-
-
-def set_score_gradient_params(method: Any, score: str, gradient: str, spsa_directions: int, spsa_step: float,
-                              spsa_block: int, seed: int) -> None:
-    """Check and set, on a mask optimiser, the parameters of its explained score and of :class:`ScoreGradient`
-    (the attribute names are the constructor's, as :meth:`Method.get_params` reads them)."""
-    if int(spsa_directions) < 1:
-        raise ParameterError(f"spsa_directions must be at least 1, got {spsa_directions}")
-    if not float(spsa_step) > 0:
-        raise ParameterError(f"spsa_step must be positive, got {spsa_step}")
-    if int(spsa_block) < 1:
-        raise ParameterError(f"spsa_block must be at least 1, got {spsa_block}")
-    method.score = check_score_kind(score)
-    method.gradient = check_gradient_source(gradient)
-    method.spsa_directions = int(spsa_directions)
-    method.spsa_step = float(spsa_step)
-    method.spsa_block = int(spsa_block)
-    method.seed = int(seed)
+SCORE_GRADIENT_CONSTRAINTS: dict[str, P.Constraint] = {
+    "score": P.score(),
+    "gradient": P.Options(*GRADIENT_SOURCES),
+    "spsa_directions": P.Int(1),
+    "spsa_step": P.Interval(0.0, None, closed="neither"),
+    "spsa_block": P.Int(1),
+    "seed": P.Seed(),
+}
+"""The constraints of the parameters every mask optimiser shares: its explained score and :class:`ScoreGradient`'s
+(merged into each optimiser's ``parameter_constraints``)."""
 
 
 def interpolation_matrix(size_out: int, size_in: int) -> np.ndarray:
@@ -214,7 +202,9 @@ class ScoreGradient:
         self.directions, self.step = int(directions), float(step)
         self.rng = np.random.default_rng(seed)
         self.report: dict[str, Any] = {}
-        self.source = self._resolve(check_gradient_source(source))
+        if source not in GRADIENT_SOURCES:
+            raise P.parameter_error("ScoreGradient", "source", source, P.Options(*GRADIENT_SOURCES).describe())
+        self.source = self._resolve(source)
         self.report["gradient_source"] = self.source
 
     def _resolve(self, source: str) -> str:

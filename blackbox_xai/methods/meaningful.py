@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError
 from ..model.base import Model
 from ..targets import Target
-from .base import Method, Progress
-from .mask_optimisation import (Adam, BlurPyramid, Resampler, ScoreGradient, blur_sigma,
-                                set_score_gradient_params)
+from . import params as P
+from .base import Attribution, Method, Progress
+from .mask_optimisation import SCORE_GRADIENT_CONSTRAINTS, Adam, BlurPyramid, Resampler, ScoreGradient, blur_sigma
 
 
 class MeaningfulPerturbation(Method):
@@ -52,10 +51,24 @@ class MeaningfulPerturbation(Method):
     spsa_directions : K, antithetic directions per SPSA estimate (default 8).
     spsa_block : SPSA directions are constant on blocks of this many x this many mask parameters (default 4).
     spsa_step : c, the size of the SPSA perturbation of the mask (default 0.1).
-    seed : seeds the jitter and the SPSA directions (default 0).
+    seed : seeds the jitter and the SPSA directions (default 0; None draws fresh entropy).
     """
 
     name = "meaningful"
+    aliases = ("meaningfulperturbation", "mp")
+    family = "optimisation"
+    stochastic = True
+    parameter_constraints = {
+        "iterations": P.Int(1),
+        "learning_rate": P.Interval(0.0, None, closed="neither"),
+        "mask_size": P.Int(1),
+        "l1": P.Optional(P.Interval(0.0, None)),
+        "tv": P.Interval(0.0, None),
+        "beta": P.Interval(1.0, None),
+        "blur": P.Interval(0.0, None, closed="neither"),
+        "jitter": P.Interval(0.0, None),
+        **SCORE_GRADIENT_CONSTRAINTS,
+    }
 
     def __init__(
         self,
@@ -74,30 +87,11 @@ class MeaningfulPerturbation(Method):
         spsa_block: int = 4,
         seed: int = 0,
     ) -> None:
-        for label, value in (("iterations", iterations), ("mask_size", mask_size)):
-            if int(value) < 1:
-                raise ParameterError(f"{label} must be at least 1, got {value}")
-        for label, value in (("learning_rate", learning_rate), ("blur", blur)):
-            if not float(value) > 0:
-                raise ParameterError(f"{label} must be positive, got {value}")
-        for label, value in (("l1", 0.0 if l1 is None else l1), ("tv", tv), ("jitter", jitter)):
-            if not float(value) >= 0:
-                raise ParameterError(f"{label} must be non-negative, got {value}")
-        if not float(beta) >= 1:
-            raise ParameterError(f"beta must be at least 1, got {beta}")
-        self.iterations = int(iterations)
-        self.learning_rate = float(learning_rate)
-        self.mask_size = int(mask_size)
-        self.l1 = None if l1 is None else float(l1)
-        self.tv = float(tv)
-        self.beta = float(beta)
-        self.blur = float(blur)
-        self.jitter = float(jitter)
-        set_score_gradient_params(self, score, gradient, spsa_directions, spsa_step, spsa_block, seed)
+        self._set_params(locals())
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         size = pixels.shape[:2]
         l1 = self.l1 if self.l1 is not None else (0.05 if self.score == "probability" else 1.0)
         rng = np.random.default_rng(self.seed)
@@ -139,9 +133,8 @@ class MeaningfulPerturbation(Method):
             "clean_score": float(oracle.scores(pixels[None])[0]),
             "deleted_fraction": float(1.0 - final_mask.mean()),
             **oracle.report,
-            "resolved_params": {"l1": l1},
         }
-        return (1.0 - final_mask).astype(np.float32), extras
+        return Attribution((1.0 - final_mask).astype(np.float32), extras, {"l1": l1, "gradient": oracle.source})
 
 
 def _deletion_area(mask: np.ndarray) -> tuple[float, np.ndarray]:

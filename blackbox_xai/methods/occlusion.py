@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from ..errors import ParameterError
 from ..model.base import Model
 from ..targets import Target
-from .base import Method, Progress, check_score_kind, chunks, target_scores
-from .fill import check_fill, fill_image
+from . import params as P
+from .base import Attribution, Method, Progress, chunks, target_scores
+from .fill import fill_image
 
 
 class Occlusion(Method):
@@ -29,6 +27,13 @@ class Occlusion(Method):
     """
 
     name = "occlusion"
+    family = "perturbation"
+    parameter_constraints = {
+        "window": P.SequenceOf(P.Int(1), length=2, scalar="pair"),
+        "stride": P.SequenceOf(P.Int(1), length=2, scalar="pair"),
+        "fill": P.fill(),
+        "score": P.score(),
+    }
 
     def __init__(
         self,
@@ -37,14 +42,11 @@ class Occlusion(Method):
         fill: str = "grey",
         score: str = "probability",
     ) -> None:
-        self.window = _pair(window, "window")
-        self.stride = _pair(stride, "stride")
-        self.fill = check_fill(fill)
-        self.score = check_score_kind(score)
+        self._set_params(locals())
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         height, width = pixels.shape[:2]
         win_h, win_w = min(self.window[0], height), min(self.window[1], width)
         positions = [(y, x) for y in _starts(height, win_h, self.stride[0]) for x in _starts(width, win_w, self.stride[1])]
@@ -62,14 +64,7 @@ class Occlusion(Method):
                 counts[y:y + win_h, x:x + win_w] += 1
             progress(stop, len(positions))
         saliency = total / counts
-        return saliency.astype(np.float32), {"clean_score": clean, "windows": len(positions)}
-
-
-def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or any(int(v) < 1 for v in pair):
-        raise ParameterError(f"{name} must be a positive int or a (height, width) pair, got {value!r}")
-    return int(pair[0]), int(pair[1])
+        return Attribution(saliency.astype(np.float32), {"clean_score": clean, "windows": len(positions)})
 
 
 def _starts(length: int, window: int, stride: int) -> list[int]:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 
-from ..errors import ParameterError
 from ..model.base import Model
 from ..targets import Target
-from .base import Method, Progress, check_score_kind, chunks, target_scores
-from .fill import check_fill, fill_image
+from . import params as P
+from .base import Attribution, Method, Progress, chunks, target_scores
+from .fill import fill_image
 
 
 class RISE(Method):
@@ -31,10 +29,20 @@ class RISE(Method):
         colour, as when the reference implementation masks the normalised tensor), "black" (I * M in pixel
         space), "grey", "mean" or "blur".
     score : "probability" (default, softmax as in the paper), "logit" or "raw".
-    seed : random seed (default 0); the same seed gives the same map.
+    seed : random seed (default 0; None draws fresh entropy); the same seed gives the same map.
     """
 
     name = "rise"
+    family = "perturbation"
+    stochastic = True
+    parameter_constraints = {
+        "n_masks": P.Int(1),
+        "cells": P.Int(1),
+        "p_keep": P.Interval(0.0, 1.0, closed="right"),
+        "fill": P.fill(),
+        "score": P.score(),
+        "seed": P.Seed(),
+    }
 
     def __init__(
         self,
@@ -45,22 +53,11 @@ class RISE(Method):
         score: str = "probability",
         seed: int = 0,
     ) -> None:
-        if int(n_masks) < 1:
-            raise ParameterError(f"n_masks must be at least 1, got {n_masks}")
-        if int(cells) < 1:
-            raise ParameterError(f"cells must be at least 1, got {cells}")
-        if not 0.0 < float(p_keep) <= 1.0:
-            raise ParameterError(f"p_keep must be in (0, 1], got {p_keep}")
-        self.n_masks = int(n_masks)
-        self.cells = int(cells)
-        self.p_keep = float(p_keep)
-        self.fill = check_fill(fill)
-        self.score = check_score_kind(score)
-        self.seed = int(seed)
+        self._set_params(locals())
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         height, width = pixels.shape[:2]
         baseline = fill_image(pixels, self.fill, model.spec)
         difference = pixels - baseline
@@ -73,7 +70,7 @@ class RISE(Method):
             total += scores.astype(np.float64) @ masks.reshape(len(masks), -1)
             progress(stop, self.n_masks)
         saliency = (total / (self.n_masks * self.p_keep)).reshape(height, width)
-        return saliency.astype(np.float32), {}
+        return Attribution(saliency.astype(np.float32))
 
 
 def perturb(masks: np.ndarray, baseline: np.ndarray, difference: np.ndarray) -> np.ndarray:

@@ -11,9 +11,10 @@ from .hirescam import HiResCAM
 from .layercam import LayerCAM
 from .scorecam import ScoreCAM
 from .xgradcam import XGradCAM
+from ..registry import registered
 
-CAM_METHODS = (CAM, GradCAM, GradCAMPlusPlus, XGradCAM, HiResCAM, LayerCAM, ScoreCAM, AblationCAM, EigenCAM,
-               CounterfactualCAM)
+CAM_METHODS = tuple(registered("cam").values())
+"""The registered CAM variants (read from the registry, sorted by name)."""
 
 __all__ = ["AblationCAM", "BaseCAM", "CAM", "CAM_METHODS", "CounterfactualCAM", "EigenCAM", "GradCAM",
            "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "XGradCAM"]

@@ -10,7 +10,8 @@ import numpy as np
 from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
 from ..base import Progress, chunks
-from .base import BaseCAM, weighted_sum
+from .. import params as P
+from .base import COMMON_CONSTRAINTS, BaseCAM, weighted_sum
 
 
 class AblationCAM(BaseCAM):
@@ -28,11 +29,10 @@ class AblationCAM(BaseCAM):
     """
 
     name = "ablationcam"
-    uses_gradients = False
+    parameter_constraints = {**COMMON_CONSTRAINTS, "head_only": P.Boolean()}
 
     def __init__(self, layer: str | None = None, relu: bool = True, head_only: bool = True) -> None:
-        self._set_common(layer, relu)
-        self.head_only = bool(head_only)
+        self._set_params(locals())
 
     def layer_map(self, layer: LayerModel, state: LayerState, target: Target, pixels: np.ndarray,
                   extras: dict[str, Any], progress: Progress) -> np.ndarray:

@@ -8,18 +8,28 @@ image, and scales the map so that its maximum is 1 (``extras["cam_max"]`` keeps 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ...errors import ParameterError
 from ...image import resize_map
 from ...model.base import Model
 from ...model.layer_model import LayerModel, LayerState
 from ...model.capabilities import LAYERS
 from ...targets import Target
-from ..base import Method, Progress
-from .gradients import SOURCES, GradientSource, gradient_source
+from .. import params as P
+from ..base import Attribution, Method, Progress
+from .gradients import SOURCES, GradientSource, gradient_source, resolved_gradient
+
+COMMON_CONSTRAINTS: dict[str, P.Constraint] = {"layer": P.Optional(P.Text()), "relu": P.Boolean()}
+"""The constraints of the parameters every CAM variant takes."""
+GRADIENT_CONSTRAINTS: dict[str, P.Constraint] = {
+    **COMMON_CONSTRAINTS,
+    "gradient": P.Options(*SOURCES),
+    "fd_step": P.Interval(0.0, 1.0, closed="neither"),
+    "fd_check": P.Boolean(),
+}
+"""The constraints of the gradient-based variants' parameters (:class:`GradientCAM`)."""
 
 
 class BaseCAM(Method):
@@ -27,34 +37,26 @@ class BaseCAM(Method):
 
     Shared parameters: ``layer`` (tensor name; default: the last spatial layer before global pooling, see
     ``blackbox-xai layers MODEL``), ``relu`` (keep only positive evidence, default True).
-    Gradient-based variants also take ``gradient`` ("auto", "affine", "backward" or "finite-difference"), ``fd_step`` (c in
-    h = c * rms(A), default 0.05) and ``fd_check`` (re-check at h/2, default True).
+    Gradient-based variants also take ``gradient`` ("auto", "exact" or "finite-difference"; "affine" and
+    "backward" force that exact source), ``fd_step`` (c in h = c * rms(A), default 0.05) and ``fd_check``
+    (re-check at h/2, default True). ``params`` record the layer used, and for the gradient-based variants
+    ``gradient`` ("exact" or "finite-difference") and ``gradient_source`` ("affine", "backward" or
+    "finite-difference").
     """
 
-    uses_gradients = True
+    family = "cam"
     requires = (LAYERS,)
-
-    def _set_common(self, layer: str | None, relu: bool, gradient: str = "auto", fd_step: float = 0.05,
-                    fd_check: bool = True) -> None:
-        if gradient not in SOURCES:
-            raise ParameterError(f"gradient must be one of {SOURCES}, got {gradient!r}")
-        if not 0 < float(fd_step) < 1:
-            raise ParameterError(f"fd_step must be in (0, 1) (a fraction of the activations' rms), got {fd_step}")
-        self.layer = layer
-        self.relu = bool(relu)
-        if self.uses_gradients:
-            self.gradient = gradient
-            self.fd_step = float(fd_step)
-            self.fd_check = bool(fd_check)
+    parameter_constraints = COMMON_CONSTRAINTS
+    uses_gradients: ClassVar[bool] = False
+    """True for the variants that take ``gradient``, ``fd_step`` and ``fd_check`` (:class:`GradientCAM`)."""
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         layer = model.layer_model(self.layer)
         state = layer.state(pixels)
         passes_before = layer.head_passes
-        extras: dict[str, Any] = {"layer_shape": list(state.activations.shape),
-                                  "resolved_params": {"layer": layer.layer.tensor}}
+        extras: dict[str, Any] = {"layer_shape": list(state.activations.shape)}
         grid = np.asarray(self.layer_map(layer, state, target, pixels, extras, progress), dtype=np.float64)
         if self.relu:
             grid = np.maximum(grid, 0.0)
@@ -62,13 +64,16 @@ class BaseCAM(Method):
         extras.update({"cam_max": peak, "head_passes": layer.head_passes - passes_before})
         if peak > 0:
             grid = grid / peak
-        return resize_map(grid.astype(np.float32), pixels.shape[:2]), extras
+        resolved = {"layer": layer.layer.tensor}
+        if "gradient_report" in extras:
+            resolved.update(resolved_gradient(extras["gradient_report"]["gradient_source"]))
+        return Attribution(resize_map(grid.astype(np.float32), pixels.shape[:2]), extras, resolved)
 
     def gradients(self, layer: LayerModel, state: LayerState, target: Target, extras: dict[str, Any]
                   ) -> GradientSource:
-        """The gradient source for this call; its report (source, step, disagreement) goes into ``extras``."""
+        """The gradient source for this call; its report (source, step, disagreement) goes into
+        ``extras["gradient_report"]``."""
         source = gradient_source(layer, state, target, self.gradient, self.fd_step, self.fd_check)
-        extras["resolved_params"]["gradient"] = source.name
         extras["gradient_report"] = source.report
         return source
 
@@ -85,15 +90,19 @@ class GradientCAM(BaseCAM):
     ----------
     layer : tensor name (default: the last spatial layer before global pooling).
     relu : keep positive evidence only (default True).
-    gradient : "auto" (the affine head's weights, else the head's backward graph, else finite differences),
-        "affine", "backward" or "finite-difference".
+    gradient : "auto" (default: the affine head's weights, else the head's backward graph, else finite
+        differences), "exact" (the first two only) or "finite-difference"; "affine" and "backward" (legacy
+        spellings) force that exact source.
     fd_step : c in the finite-difference step h = c * rms(A) (default 0.05).
     fd_check : re-compute finite differences at h/2 and report the disagreement (default True).
     """
 
+    parameter_constraints = GRADIENT_CONSTRAINTS
+    uses_gradients = True
+
     def __init__(self, layer: str | None = None, relu: bool = True, gradient: str = "auto", fd_step: float = 0.05,
                  fd_check: bool = True) -> None:
-        self._set_common(layer, relu, gradient, fd_step, fd_check)
+        self._set_params(locals())
 
 
 def weighted_sum(weights: np.ndarray, activations: np.ndarray) -> np.ndarray:

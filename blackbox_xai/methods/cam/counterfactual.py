@@ -12,4 +12,5 @@ class CounterfactualCAM(GradCAM):
     """
 
     name = "counterfactual"
+    aliases = ("counterfactualcam",)
     sign = -1.0

@@ -25,10 +25,9 @@ class EigenCAM(BaseCAM):
     """
 
     name = "eigencam"
-    uses_gradients = False
 
     def __init__(self, layer: str | None = None, relu: bool = True) -> None:
-        self._set_common(layer, relu)
+        self._set_params(locals())
 
     def layer_map(self, layer: LayerModel, state: LayerState, target: Target, pixels: np.ndarray,
                   extras: dict[str, Any], progress: Progress) -> np.ndarray:

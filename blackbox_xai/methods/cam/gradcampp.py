@@ -22,6 +22,7 @@ class GradCAMPlusPlus(GradientCAM):
     """
 
     name = "gradcampp"
+    aliases = ("gradcam++", "gradcamplusplus")
 
     def layer_map(self, layer: LayerModel, state: LayerState, target: Target, pixels: np.ndarray,
                   extras: dict[str, Any], progress: Progress) -> np.ndarray:

@@ -1,6 +1,9 @@
 """Gradients of the explained score with respect to a layer's activations, behind one interface.
 
-Sources, chosen automatically (recorded in the explanation as ``gradient_source``):
+The ``gradient`` parameter takes the shared vocabulary (GUIDE section 1): "auto", "exact" or
+"finite-difference" ("affine" and "backward" are accepted as legacy spellings that force that exact source). The
+explanation records ``params["gradient"]`` as "exact" or "finite-difference" and the concrete source in
+``params["gradient_source"]``. Sources:
 
 - ``affine``: the head is global average pooling + a linear layer, so ``dy/dA_kij = (w_target @ W)_k / (h w)``,
   read exactly from the graph's weights at no cost;
@@ -12,9 +15,9 @@ Sources, chosen automatically (recorded in the explanation as ``gradient_source`
   a few directions (one per channel for Grad-CAM, 2K head passes) are cheap; element-wise gradients cost
   2 x K x h x w head passes. Each result is re-computed at h/2 and the relative disagreement reported.
 
-"auto" tries them in that order: affine (free), backward (one pass), finite differences (2K head passes or more);
-when the backward graph cannot be built (an op without a rule), the reason is reported as
-``backward_unavailable``.
+"auto" tries them in that order ("exact": the first two only, an error when neither applies): affine (free),
+backward (one pass), finite differences (2K head passes or more); when the backward graph cannot be built (an op
+without a rule), the reason is reported as ``backward_unavailable``.
 
 The explained score is ``target.weights @ logits`` (logits: the pre-softmax scores), so a contrast (p, q) is the
 gradient of ``y_p - y_q``.
@@ -31,7 +34,16 @@ from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
 from ..base import chunks
 
-SOURCES = ("auto", "affine", "backward", "finite-difference")
+SOURCES = ("auto", "exact", "finite-difference", "affine", "backward")
+"""Accepted values of the CAM family's ``gradient``: the shared vocabulary's, then the legacy spellings of a
+concrete exact source."""
+
+
+def resolved_gradient(source_name: str) -> dict[str, str]:
+    """What an explanation records for a gradient source: ``gradient`` in the shared vocabulary ("exact" or
+    "finite-difference") and the concrete ``gradient_source`` ("affine", "backward" or "finite-difference")."""
+    vocabulary = "finite-difference" if source_name == "finite-difference" else "exact"
+    return {"gradient": vocabulary, "gradient_source": source_name}
 
 # Directions are produced lazily: directions(start, stop) -> (stop - start, K, h, w).
 Directions = Callable[[int, int], np.ndarray]
@@ -173,22 +185,23 @@ class FiniteDifferenceGradients(GradientSource):
 
 def gradient_source(layer: LayerModel, state: LayerState, target: Target, source: str = "auto",
                     step: float = 0.05, check: bool = True) -> GradientSource:
-    """The best available source: exact weights of an affine head, else the head's backward graph, else finite
-    differences (``report["backward_unavailable"]`` says why the backward graph could not be built)."""
+    """The source ``source`` asks for: "auto" takes the exact weights of an affine head, else the head's backward
+    graph, else finite differences (``report["backward_unavailable"]`` says why the backward graph could not be
+    built); "exact" the first two only; "affine", "backward" and "finite-difference" that source alone."""
     if source not in SOURCES:
         raise ParameterError(f"gradient must be one of {SOURCES}, got {source!r}")
     if source == "affine" and layer.affine is None:
         raise ParameterError("gradient='affine' needs a head of global average pooling + a linear layer; this "
                              "head is not: use gradient='auto'")
-    if source in ("auto", "affine") and layer.affine is not None:
+    if source in ("auto", "exact", "affine") and layer.affine is not None:
         return AffineGradients(layer, state, target)
     unavailable = None
-    if source in ("auto", "backward"):
+    if source in ("auto", "exact", "backward"):
         unavailable = layer.head_gradient_gap()
         if unavailable is None:
             return BackwardGradients(layer, state, target)
-        if source == "backward":
-            raise GradientUnavailableError(f"gradient='backward' is not available for this head: {unavailable} "
+        if source in ("exact", "backward"):
+            raise GradientUnavailableError(f"gradient={source!r} is not available for this head: {unavailable} "
                                            "(gradient='finite-difference' works for any head)")
     fd = FiniteDifferenceGradients(layer, state, target, step=step, check=check)
     if unavailable is not None:

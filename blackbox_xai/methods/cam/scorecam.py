@@ -10,9 +10,10 @@ import numpy as np
 from ...image import resize_map
 from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
-from ..base import Progress, check_score_kind, chunks, target_scores
-from ..fill import check_fill, fill_image
-from .base import BaseCAM, weighted_sum
+from .. import params as P
+from ..base import Progress, chunks, target_scores
+from ..fill import fill_image
+from .base import COMMON_CONSTRAINTS, BaseCAM, weighted_sum
 
 
 class ScoreCAM(BaseCAM):
@@ -34,13 +35,11 @@ class ScoreCAM(BaseCAM):
     """
 
     name = "scorecam"
-    uses_gradients = False
+    parameter_constraints = {**COMMON_CONSTRAINTS, "fill": P.fill(), "score": P.score()}
 
     def __init__(self, layer: str | None = None, relu: bool = True, fill: str = "zero",
                  score: str = "probability") -> None:
-        self._set_common(layer, relu)
-        self.fill = check_fill(fill)
-        self.score = check_score_kind(score)
+        self._set_params(locals())
 
     def layer_map(self, layer: LayerModel, state: LayerState, target: Target, pixels: np.ndarray,
                   extras: dict[str, Any], progress: Progress) -> np.ndarray:

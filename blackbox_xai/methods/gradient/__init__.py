@@ -9,9 +9,10 @@ from .integratedgradients import IntegratedGradients, path_points
 from .lrp import LRP
 from .saliency import Saliency
 from .smoothgrad import SmoothGrad
+from ..registry import registered
 
-GRADIENT_METHODS = (Saliency, InputXGradient, SmoothGrad, IntegratedGradients, GuidedBackprop, DeconvNet,
-                    GuidedGradCAM, LRP)
+GRADIENT_METHODS = tuple(registered("gradient").values())
+"""The registered gradient methods (read from the registry, sorted by name)."""
 
 __all__ = [
                     "GRADIENT_METHODS",

@@ -7,8 +7,8 @@ explained score is ``target.weights @ logits`` (the logits: the Softmax's input 
 contrast (p, q) is explained as ``y_p - y_q`` at no extra cost.
 
 A subclass implements :meth:`GradientMethod.attribution`, which returns the signed attribution (H, W, 3) in pixel
-space; the base reduces it over the colour channels to the 2-D map and keeps it in ``extras["attribution"]`` (at
-the model's resolution). Channel reductions (``reduce``):
+space (as the ``saliency`` of an :class:`~blackbox_xai.methods.base.Attribution`); the base reduces it over the
+colour channels to the 2-D map and keeps it in ``extras["attribution"]`` (at the model's resolution). Channel reductions (``reduce``):
 
 - ``"sum"``: the sum over R, G, B of the signed attribution: for the attribution methods (Input x Gradient,
   Integrated Gradients, LRP) whose attributions add up to the score, the map adds up to it too;
@@ -16,8 +16,8 @@ the model's resolution). Channel reductions (``reduce``):
   (Saliency, SmoothGrad, Guided Backprop, DeconvNet, Guided Grad-CAM);
 - ``"abs-sum"``: the sum of the absolute values (the PAIR saliency library's visualisation).
 
-Every explanation's ``timing`` also counts ``backward_passes`` (images whose gradient was computed; each also
-counts as a forward pass) and ``backward_seconds`` (the time of those forward-backward runs).
+Every explanation's ``timing`` counts ``backward_passes`` (images whose gradient was computed; each also counts as
+a forward pass) and ``backward_seconds`` (the time of those forward-backward runs), as for every method.
 """
 
 from __future__ import annotations
@@ -27,21 +27,19 @@ from typing import Any
 import numpy as np
 
 from ...errors import ParameterError
-from ...explanation import Explanation
-from ...image import ImageSource
 from ...model.base import Model
 from ...model.capabilities import INPUT_GRADIENTS
 from ...model.onnx_model import OnnxModel
-from ...targets import Target, TargetLike
-from ..base import Method, Progress
+from ...targets import Target
+from .. import params as P
+from ..base import Attribution, Method, Progress
 
 REDUCTIONS = ("sum", "abs-max", "abs-sum")
 
 
-def check_reduce(reduce: str) -> str:
-    if reduce not in REDUCTIONS:
-        raise ParameterError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-    return reduce
+def reduction() -> P.Options:
+    """The constraint of ``reduce``: one of :data:`REDUCTIONS`."""
+    return P.Options(*REDUCTIONS)
 
 
 def reduce_channels(attribution: np.ndarray, reduce: str) -> np.ndarray:
@@ -75,27 +73,20 @@ class GradientMethod(Method):
 
     reduce: str = "sum"
     keep_attribution = True
+    family = "gradient"
     requires = (INPUT_GRADIENTS,)
 
-    def explain(self, model: Model, image: ImageSource, target: TargetLike = "top1",
-                progress: Progress | None = None) -> Explanation:
-        passes, seconds = getattr(model, "backward_passes", 0), getattr(model, "backward_seconds", 0.0)
-        explanation = super().explain(model, image, target=target, progress=progress)
-        explanation.timing["backward_passes"] = getattr(model, "backward_passes", 0) - passes
-        explanation.timing["backward_seconds"] = getattr(model, "backward_seconds", 0.0) - seconds
-        return explanation
-
     def attribute(self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                  progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
+                  progress: Progress) -> Attribution:
         pixels = np.asarray(pixels, dtype=np.float32)
-        attribution, extras = self.attribution(model, pixels, target, clean_outputs, progress)
-        attribution = np.asarray(attribution, dtype=np.float32)
+        result = self.attribution(model, pixels, target, clean_outputs, progress)
+        attribution = np.asarray(result.saliency, dtype=np.float32)
         if self.keep_attribution:
-            extras["attribution"] = attribution
-        return reduce_channels(attribution, self.reduce), extras
+            result.extras["attribution"] = attribution
+        return Attribution(reduce_channels(attribution, self.reduce), result.extras, result.resolved_params)
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
-        """The signed attribution (H, W, 3) in pixel space for ``pixels`` (H, W, 3) at the model size, and
-        extras."""
+                    progress: Progress) -> Attribution:
+        """The signed attribution (H, W, 3) in pixel space for ``pixels`` (H, W, 3) at the model size (as the
+        result's ``saliency``), extras and resolved parameters."""
         raise NotImplementedError

@@ -4,14 +4,13 @@ Convolutional Networks", ECCV 2014), as modified backward rules."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from ...model.onnx_model import OnnxModel
 from ...targets import Target
-from ..base import Progress
-from .base import GradientMethod, check_reduce, input_gradients
+from ..base import Attribution, Progress
+from .base import GradientMethod, input_gradients, reduction
 
 
 class GuidedBackprop(GradientMethod):
@@ -28,16 +27,18 @@ class GuidedBackprop(GradientMethod):
     """
 
     name = "guidedbackprop"
+    aliases = ("guidedbp",)
     rules = "guided"
+    parameter_constraints = {"reduce": reduction()}
 
     def __init__(self, reduce: str = "abs-max") -> None:
-        self.reduce = check_reduce(reduce)
+        self._set_params(locals())
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
+                    progress: Progress) -> Attribution:
         scores, grads = input_gradients(model, pixels[None], target, rules=self.rules)
         progress(1, 1)
-        return grads[0], {"score": float(scores[0])}
+        return Attribution(grads[0], {"score": float(scores[0])})
 
 
 class DeconvNet(GuidedBackprop):

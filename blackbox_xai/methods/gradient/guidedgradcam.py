@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ParameterError
 from ...model.onnx_model import OnnxModel
 from ...targets import Target
-from ..base import Progress
+from .. import params as P
+from ..base import Attribution, Progress
 from ..cam.gradcam import GradCAM
 from ..cam.gradients import SOURCES
-from .base import GradientMethod, check_reduce, input_gradients
+from .base import GradientMethod, input_gradients, reduction
 
 
 class GuidedGradCAM(GradientMethod):
@@ -27,27 +27,24 @@ class GuidedGradCAM(GradientMethod):
     Parameters
     ----------
     layer : Grad-CAM's layer (default: the last spatial layer before global pooling).
-    gradient : Grad-CAM's gradient source: "auto" (default), "affine", "backward" or "finite-difference".
+    gradient : Grad-CAM's gradient: "auto" (default), "exact" or "finite-difference" ("affine" and "backward"
+        force that exact source); ``params`` record it as Grad-CAM does.
     reduce : channel reduction, "abs-max" (default), "abs-sum" or "sum".
     """
 
     name = "guidedgradcam"
+    parameter_constraints = {"layer": P.Optional(P.Text()), "gradient": P.Options(*SOURCES), "reduce": reduction()}
 
     def __init__(self, layer: str | None = None, gradient: str = "auto", reduce: str = "abs-max") -> None:
-        if gradient not in SOURCES:
-            raise ParameterError(f"gradient must be one of {SOURCES}, got {gradient!r}")
-        self.layer = layer
-        self.gradient = gradient
-        self.reduce = check_reduce(reduce)
+        self._set_params(locals())
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
-        cam, cam_extras = GradCAM(layer=self.layer, gradient=self.gradient).attribute(
+                    progress: Progress) -> Attribution:
+        gradcam = GradCAM(layer=self.layer, gradient=self.gradient).attribute(
             model, pixels, target, clean_outputs, lambda done, total: None)
         scores, guided = input_gradients(model, pixels[None], target, rules="guided")
         progress(1, 1)
-        cam = np.asarray(cam, dtype=np.float32)
-        extras: dict[str, Any] = {"gradcam": cam, "guided": guided[0], "score": float(scores[0]),
-                                  "resolved_params": cam_extras.pop("resolved_params", {})}
-        extras.update({f"gradcam_{k}": v for k, v in cam_extras.items()})
-        return guided[0] * cam[..., None], extras
+        cam = np.asarray(gradcam.saliency, dtype=np.float32)
+        extras: dict[str, Any] = {"gradcam": cam, "guided": guided[0], "score": float(scores[0])}
+        extras.update({f"gradcam_{k}": v for k, v in gradcam.extras.items()})
+        return Attribution(guided[0] * cam[..., None], extras, gradcam.resolved_params)

@@ -3,15 +3,15 @@ Features Through Propagating Activation Differences", 2016)."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from ...model.onnx_model import OnnxModel
 from ...targets import Target
-from ..base import Progress
-from ..fill import check_fill, fill_image
-from .base import GradientMethod, check_reduce, input_gradients
+from ..base import Attribution, Progress
+from .. import params as P
+from ..fill import fill_image
+from .base import GradientMethod, input_gradients, reduction
 
 
 class InputXGradient(GradientMethod):
@@ -30,14 +30,15 @@ class InputXGradient(GradientMethod):
     """
 
     name = "inputxgradient"
+    aliases = ("inputtimesgradient",)
+    parameter_constraints = {"baseline": P.fill(), "reduce": reduction()}
 
     def __init__(self, baseline: str = "zero", reduce: str = "sum") -> None:
-        self.baseline = check_fill(baseline)
-        self.reduce = check_reduce(reduce)
+        self._set_params(locals())
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
+                    progress: Progress) -> Attribution:
         reference = fill_image(pixels, self.baseline, model.spec)
         scores, grads = input_gradients(model, pixels[None], target)
         progress(1, 1)
-        return (pixels - reference) * grads[0], {"score": float(scores[0])}
+        return Attribution((pixels - reference) * grads[0], {"score": float(scores[0])})

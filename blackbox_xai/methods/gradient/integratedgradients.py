@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 
 from ...errors import ParameterError
+from .. import params as P
 from ...model.onnx_model import OnnxModel
 from ...targets import Target
-from ..base import Progress, chunks
-from ..fill import check_fill, fill_image
-from .base import GradientMethod, check_reduce, input_gradients
+from ..base import Attribution, Progress, chunks
+from ..fill import fill_image
+from .base import GradientMethod, input_gradients, reduction
 
 INTEGRATION = ("adaptive", "gausslegendre", "riemann-trapezoid", "riemann-left", "riemann-right", "riemann-middle")
 
 
-def path_points(n_steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+def path_points(n_steps: int, quadrature: str) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``alpha`` in [0, 1] and weights (summing to 1) of the quadrature of an integral over [0, 1].
 
     "gausslegendre": Gauss-Legendre nodes (exact for polynomials of degree 2n - 1, Captum's default);
@@ -26,20 +26,20 @@ def path_points(n_steps: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     is the right sum).
     """
     n = int(n_steps)
-    if method == "adaptive":
+    if quadrature == "adaptive":
         raise ParameterError("the adaptive rule places its points as it goes: it has no fixed nodes")
-    if method == "gausslegendre":
+    if quadrature == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return (nodes + 1.0) / 2.0, weights / 2.0
-    if method == "riemann-trapezoid":
+    if quadrature == "riemann-trapezoid":
         if n < 2:
             raise ParameterError("riemann-trapezoid needs n_steps >= 2")
         weights = np.full(n, 1.0 / (n - 1))
         weights[[0, -1]] /= 2.0
         return np.linspace(0.0, 1.0, n), weights
-    offset = {"riemann-left": 0.0, "riemann-right": 1.0, "riemann-middle": 0.5}.get(method)
+    offset = {"riemann-left": 0.0, "riemann-right": 1.0, "riemann-middle": 0.5}.get(quadrature)
     if offset is None:
-        raise ParameterError(f"method must be one of {INTEGRATION}, got {method!r}")
+        raise ParameterError(f"quadrature must be one of {INTEGRATION}, got {quadrature!r}")
     return (np.arange(n) + offset) / n, np.full(n, 1.0 / n)
 
 
@@ -52,7 +52,8 @@ class IntegratedGradients(GradientMethod):
     ``extras["delta"]`` (the signed difference), ``extras["score"]`` and ``extras["baseline_score"]``. The path
     goes through the model in batches.
 
-    Quadratures (``method``):
+    Quadratures (``quadrature``; ``bx.explain(model, image, method="integratedgradients",
+    quadrature="gausslegendre")`` chooses one):
 
     - "adaptive" (default): the trapezoid rule on points placed where the path needs them. Every gradient pass
       also gives the score, so the exact integral of each interval between two points is known (the score's
@@ -79,32 +80,29 @@ class IntegratedGradients(GradientMethod):
     baseline : "black" (default, the paper's), "zero" (the pixel the model sees as zero: what Captum's default
         zero baseline on the normalised tensor is), "grey", "mean" or "blur" (:mod:`blackbox_xai.methods.fill`).
     n_steps : gradient evaluations on the path (default 64; for the fixed rules, their nodes).
-    method : "adaptive" (default), "gausslegendre", "riemann-trapezoid", "riemann-left", "riemann-right" or
+    quadrature : "adaptive" (default), "gausslegendre", "riemann-trapezoid", "riemann-left", "riemann-right" or
         "riemann-middle".
     reduce : channel reduction, "sum" (default, so that the map adds up to f(x) - f(x')), "abs-sum" or "abs-max".
     """
 
     name = "integratedgradients"
+    aliases = ("ig",)
+    parameter_constraints = {"baseline": P.fill(), "n_steps": P.Int(1), "quadrature": P.Options(*INTEGRATION),
+                             "reduce": reduction()}
 
-    def __init__(self, baseline: str = "black", n_steps: int = 64, method: str = "adaptive",
+    def __init__(self, baseline: str = "black", n_steps: int = 64, quadrature: str = "adaptive",
                  reduce: str = "sum") -> None:
-        if int(n_steps) < 1:
-            raise ParameterError(f"n_steps must be at least 1, got {n_steps}")
-        if method not in INTEGRATION:
-            raise ParameterError(f"method must be one of {INTEGRATION}, got {method!r}")
-        if method in ("adaptive", "riemann-trapezoid") and int(n_steps) < 2:
-            raise ParameterError(f"the {method} rule needs n_steps >= 2 (both ends of the path)")
-        self.baseline = check_fill(baseline)
-        self.n_steps = int(n_steps)
-        self.method = method
-        self.reduce = check_reduce(reduce)
+        self._set_params(locals())
+        if self.quadrature in ("adaptive", "riemann-trapezoid") and self.n_steps < 2:
+            raise self._refuse("n_steps", n_steps, f"an integer >= 2 for the {quadrature} rule (both ends of the "
+                               "path)")
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
+                    progress: Progress) -> Attribution:
         reference = fill_image(pixels, self.baseline, model.spec).astype(np.float32)
         difference = pixels - reference
         path = _Path(model, reference, difference, target)
-        if self.method == "adaptive":
+        if self.quadrature == "adaptive":
             total, points = self._adaptive(path, progress)
         else:
             total, points = self._fixed(path, progress)
@@ -114,10 +112,10 @@ class IntegratedGradients(GradientMethod):
         error = abs(delta) / abs(change) if change != 0 else float("inf") if delta else 0.0
         extras = {"completeness_error": error, "delta": delta, "score": path.scores[1.0],
                   "baseline_score": path.scores[0.0], "path_points": points}
-        return attribution, extras
+        return Attribution(attribution, extras)
 
     def _fixed(self, path: _Path, progress: Progress) -> tuple[np.ndarray, int]:
-        alphas, weights = path_points(self.n_steps, self.method)
+        alphas, weights = path_points(self.n_steps, self.quadrature)
         ends = [a for a in (0.0, 1.0) if not np.any(alphas == a)]
         alphas = np.concatenate([alphas, ends])
         weights = np.concatenate([weights, np.zeros(len(ends))])

@@ -11,8 +11,9 @@ import numpy as np
 from ...errors import ParameterError
 from ...model.onnx_model import OnnxModel
 from ...targets import Target
-from ..base import Progress
-from .base import GradientMethod, check_reduce, input_gradients
+from .. import params as P
+from ..base import Attribution, Progress
+from .base import GradientMethod, input_gradients, reduction
 
 RULES = ("epsilon", "alphabeta")
 
@@ -42,24 +43,23 @@ class LRP(GradientMethod):
     """
 
     name = "lrp"
+    parameter_constraints = {
+        "rule": P.Options(*RULES),
+        "epsilon": P.Interval(0.0, None, closed="neither"),
+        "alpha": P.Interval(1.0, None),
+        "beta": P.Interval(0.0, None),
+        "zb": P.Boolean(),
+        "reduce": reduction(),
+    }
 
     def __init__(self, rule: str = "epsilon", epsilon: float = 1e-6, alpha: float = 1.0, beta: float = 0.0,
                  zb: bool = True, reduce: str = "sum") -> None:
-        if rule not in RULES:
-            raise ParameterError(f"rule must be one of {RULES}, got {rule!r}")
-        if not float(epsilon) > 0:
-            raise ParameterError(f"epsilon must be positive, got {epsilon}")
-        if float(beta) < 0 or abs(float(alpha) - float(beta) - 1.0) > 1e-9:
-            raise ParameterError(f"alpha - beta must be 1 with beta >= 0, got alpha={alpha}, beta={beta}")
-        self.rule = rule
-        self.epsilon = float(epsilon)
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-        self.zb = bool(zb)
-        self.reduce = check_reduce(reduce)
+        self._set_params(locals())
+        if abs(self.alpha - self.beta - 1.0) > 1e-9:
+            raise self._refuse("alpha", alpha, f"beta + 1 = {self.beta + 1:g} (alpha - beta must be 1)")
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
+                    progress: Progress) -> Attribution:
         params: dict[str, Any] = {"epsilon": self.epsilon} if self.rule == "epsilon" else {
             "alpha": self.alpha, "beta": self.beta}
         extras: dict[str, Any] = {}
@@ -78,4 +78,4 @@ class LRP(GradientMethod):
         total = float(relevance[0].astype(np.float64).sum())
         extras.update({"output_relevance": output, "input_relevance": total,
                        "conservation_error": abs(total - output) / abs(output) if output else float(abs(total) > 0)})
-        return relevance[0], extras
+        return Attribution(relevance[0], extras)

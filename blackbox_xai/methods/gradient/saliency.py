@@ -3,14 +3,13 @@ Networks: Visualising Image Classification Models and Saliency Maps", ICLR works
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from ...model.onnx_model import OnnxModel
 from ...targets import Target
-from ..base import Progress
-from .base import GradientMethod, check_reduce, input_gradients
+from ..base import Attribution, Progress
+from .base import GradientMethod, input_gradients, reduction
 
 
 class Saliency(GradientMethod):
@@ -25,12 +24,14 @@ class Saliency(GradientMethod):
     """
 
     name = "saliency"
+    aliases = ("vanillagradient",)
+    parameter_constraints = {"reduce": reduction()}
 
     def __init__(self, reduce: str = "abs-max") -> None:
-        self.reduce = check_reduce(reduce)
+        self._set_params(locals())
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
+                    progress: Progress) -> Attribution:
         scores, grads = input_gradients(model, pixels[None], target)
         progress(1, 1)
-        return grads[0], {"score": float(scores[0])}
+        return Attribution(grads[0], {"score": float(scores[0])})

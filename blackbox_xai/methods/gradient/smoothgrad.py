@@ -3,15 +3,14 @@ ICML workshop 2017)."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
-from ...errors import ParameterError
+from .. import params as P
 from ...model.onnx_model import OnnxModel
 from ...targets import Target
-from ..base import Progress, chunks
-from .base import GradientMethod, check_reduce, input_gradients
+from ..base import Attribution, Progress, chunks
+from .base import GradientMethod, input_gradients, reduction
 
 
 class SmoothGrad(GradientMethod):
@@ -29,25 +28,20 @@ class SmoothGrad(GradientMethod):
     noise : sigma as a fraction of the image's value range (default 0.15).
     magnitude : average the squared gradients instead of the gradients (default False).
     reduce : channel reduction, "abs-max" (default), "abs-sum" or "sum".
-    seed : random seed (default 0); the same seed gives the same map.
+    seed : random seed (default 0; None draws fresh entropy); the same seed gives the same map.
     """
 
     name = "smoothgrad"
+    stochastic = True
+    parameter_constraints = {"n_samples": P.Int(1), "noise": P.Interval(0.0, None), "magnitude": P.Boolean(),
+                             "reduce": reduction(), "seed": P.Seed()}
 
     def __init__(self, n_samples: int = 50, noise: float = 0.15, magnitude: bool = False, reduce: str = "abs-max",
                  seed: int = 0) -> None:
-        if int(n_samples) < 1:
-            raise ParameterError(f"n_samples must be at least 1, got {n_samples}")
-        if not float(noise) >= 0:
-            raise ParameterError(f"noise must be non-negative (a fraction of the value range), got {noise}")
-        self.n_samples = int(n_samples)
-        self.noise = float(noise)
-        self.magnitude = bool(magnitude)
-        self.reduce = check_reduce(reduce)
-        self.seed = int(seed)
+        self._set_params(locals())  # noise: a fraction of the image's value range
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
-                    progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
+                    progress: Progress) -> Attribution:
         sigma = self.noise * float(pixels.max() - pixels.min())
         rng = np.random.default_rng(self.seed)
         total = np.zeros(pixels.shape, dtype=np.float64)
@@ -58,4 +52,4 @@ class SmoothGrad(GradientMethod):
             grads = grads.astype(np.float64)
             total += (grads * grads if self.magnitude else grads).sum(axis=0)
             progress(stop, self.n_samples)
-        return total / self.n_samples, {"sigma": sigma}
+        return Attribution(total / self.n_samples, {"sigma": sigma})
