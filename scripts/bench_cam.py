@@ -19,7 +19,6 @@ import time
 import numpy as np
 
 from blackbox_xai import zoo
-from blackbox_xai.image import resize_pixels
 from blackbox_xai.methods import AblationCAM, GradCAM, ScoreCAM
 from blackbox_xai.model.preprocess import to_model_input
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-import blackbox_xai as bx
 from blackbox_xai import groundtruth, zoo
 from blackbox_xai.evaluation.benchmark import clever_hans_ratios, format_table, score_methods, summarise
 from blackbox_xai.evaluation.sanity import model_randomisation

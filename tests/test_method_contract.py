@@ -45,7 +45,6 @@ FAST: dict[str, dict[str, Any]] = {
 }
 TIMING = ("seconds", "forward_passes", "forward_seconds", "backward_passes", "backward_seconds", "head_passes",
           "head_seconds", "batch_size")
-TRANSITIONAL = {"cem"}  # declares its constraints when it becomes the cem/ package (merged separately)
 
 
 def fast_params(cls: type[Method]) -> dict[str, Any]:
@@ -54,11 +53,6 @@ def fast_params(cls: type[Method]) -> dict[str, Any]:
     if "score" in names:
         chosen["score"] = "logit"
     return chosen
-
-
-def pending(cls: type[Method]) -> None:
-    if cls.name in TRANSITIONAL and "parameter_constraints" not in vars(cls):
-        pytest.xfail(f"{cls.name} declares parameter_constraints when it is converted (transitional)")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -154,7 +148,6 @@ def black_box(model: bx.OnnxModel) -> bx.CallableModel:
 @pytest.mark.parametrize("name", NAMES)
 def test_declarations(name: str) -> None:
     cls = METHODS[name]
-    pending(cls)
     check_declarations(cls)
 
 
@@ -173,7 +166,6 @@ def test_params_round_trip(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_invalid_values_raise_one_line_parameter_errors(name: str) -> None:
     cls = METHODS[name]
-    pending(cls)
     check_invalid_values(cls)
 
 

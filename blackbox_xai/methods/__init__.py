@@ -8,7 +8,6 @@ know every method without a list kept by hand.
 from __future__ import annotations
 
 from . import params
-from . import registry as _registry
 from .base import Attribution, Method
 from .baselines import CentreMap, RandomMap
 from .cam import (CAM, AblationCAM, CounterfactualCAM, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
@@ -22,10 +21,6 @@ from .meaningful import MeaningfulPerturbation
 from .occlusion import Occlusion
 from .registry import FAMILIES, METHODS, aliases, applicability, canonical_name, list_methods, make_method, registered
 from .rise import RISE
-
-if not vars(CEM).get("family"):  # transitional: until CEM declares its family and aliases itself (cem/ package)
-    CEM.family, CEM.aliases = "optimisation", ("contrastive",)
-    _registry.register(CEM)
 
 __all__ = ["CAM", "CEM", "FAMILIES", "LIME", "LRP", "METHODS", "AblationCAM", "Attribution", "CentreMap",
            "CounterfactualCAM", "DeconvNet", "EigenCAM", "ExtremalPerturbation", "GradCAM", "GradCAMPlusPlus",

@@ -134,9 +134,6 @@ class Method(ABC):
         clean_outputs = model.predict(pixels)[0]
         resolved = resolve_target(target, clean_outputs)
         result = self.attribute(model, pixels, resolved, clean_outputs, progress or _no_progress)
-        if not isinstance(result, Attribution):  # transitional: CEM still returns (saliency, extras) with the
-            saliency, extras = result            # resolved parameters under extras["resolved_params"]
-            result = Attribution(saliency, extras, extras.pop("resolved_params", {}))
         saliency, extras = np.asarray(result.saliency, dtype=np.float32), result.extras
         if saliency.size and not np.ptp(saliency) > 0:
             warnings.warn(ConstantMapWarning(

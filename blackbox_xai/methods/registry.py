@@ -112,9 +112,4 @@ def make_method(name: str, **params: Any) -> Method:
     if unknown:
         raise ParameterError(f"{cls.name}: unknown parameter(s) {', '.join(unknown)}; valid parameters: "
                              f"{', '.join(cls.parameter_names())}")
-    try:
-        return cls(**params)
-    except ParameterError:
-        raise
-    except (ValueError, OverflowError) as error:  # transitional: a method not yet validating through params.py
-        raise ParameterError(f"{cls.name}: {error}") from None
+    return cls(**params)

@@ -5,19 +5,19 @@ The formulation, its units and the budget are described in :mod:`blackbox_xai.me
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...errors import ParameterError, TargetError
+from ...errors import TargetError
 from ...model.base import Model
 from ...model.capabilities import INPUT_GRADIENTS, check_requirements
 from ...targets import Target
-from ..base import Method, Progress
-from ..fill import check_fill, fill_image
+from .. import params as P
+from ..base import Attribution, Method, Progress
+from ..fill import fill_image
 from .autoencoder import Autoencoder, check_autoencoder, describe
 from .features import FEATURES, make_segments
 from .problem import Problem
@@ -73,6 +73,17 @@ class CEM(Method):
     """
 
     name = "cem"
+    family = "optimisation"
+    aliases = ("contrastive",)
+    parameter_constraints = {
+        "mode": P.Options(*MODES), "features": P.Options(*FEATURES), "n_segments": P.Int(2),
+        "compactness": P.Interval(0.0, None, closed="neither"), "cells": P.Int(1), "kappa": P.Interval(0.0, None),
+        "beta": P.Interval(0.0, None), "c_init": P.Interval(0.0, None, closed="neither"), "c_steps": P.Int(1),
+        "iterations": P.Int(1), "learning_rate_init": P.Interval(0.0, None, closed="neither"),
+        "gradient": P.Options(*GRADIENTS), "fd_step": P.Interval(0.0, 0.5, closed="right"),
+        "max_passes": P.Optional(P.Int(1)), "fill": P.fill(), "gamma": P.Interval(0.0, None),
+        "autoencoder": P.Anything("None, an ONNX file, a ModelProto or a callable"),
+    }
 
     def __init__(
         self,
@@ -94,63 +105,22 @@ class CEM(Method):
         gamma: float = 0.0,
         autoencoder: str | Path | Any | Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ParameterError(f"mode must be one of {MODES}, got {mode!r}")
-        if features not in FEATURES:
-            raise ParameterError(f"features must be one of {FEATURES}, got {features!r}")
-        if gradient not in GRADIENTS:
-            raise ParameterError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        self._set_params(locals())
         if features == "pixels" and gradient == "finite-difference":
-            raise ParameterError("features='pixels' needs exact gradients (2 passes per pixel and channel by finite "
-                                 "differences are not affordable): use gradient='exact' or features='superpixels' "
-                                 "or 'grid'")
-        if _int(n_segments, "n_segments") < 2:
-            raise ParameterError(f"n_segments must be at least 2, got {n_segments}")
-        if _int(cells, "cells") < 1:
-            raise ParameterError(f"cells must be at least 1, got {cells}")
-        for name, value in (("compactness", compactness), ("c_init", c_init), ("learning_rate_init",
-                                                                              learning_rate_init)):
-            if not _finite(value) or float(value) <= 0:
-                raise ParameterError(f"{name} must be a positive number, got {value!r}")
-        for name, value in (("kappa", kappa), ("beta", beta), ("gamma", gamma)):
-            if not _finite(value) or float(value) < 0:
-                raise ParameterError(f"{name} must be a non-negative number, got {value!r}")
-        if _int(c_steps, "c_steps") < 1:
-            raise ParameterError(f"c_steps must be at least 1, got {c_steps}")
-        if _int(iterations, "iterations") < 1:
-            raise ParameterError(f"iterations must be at least 1, got {iterations}")
-        if not _finite(fd_step) or not 0.0 < float(fd_step) <= 0.5:
-            raise ParameterError(f"fd_step must be in (0, 0.5], got {fd_step!r}")
-        if max_passes is not None and _int(max_passes, "max_passes") < 1:
-            raise ParameterError(f"max_passes must be at least 1 (or None), got {max_passes}")
-        if float(gamma) > 0 and autoencoder is None:
-            raise ParameterError("gamma > 0 weighs the autoencoder term: pass autoencoder= (an ONNX file or a "
-                                 "callable)")
+            raise self._refuse("gradient", gradient, "'exact' or 'auto' with features='pixels' (2 passes per pixel "
+                               "and channel by finite differences are not affordable), or features='superpixels' "
+                               "or 'grid'")
+        if self.gamma > 0 and autoencoder is None:
+            raise self._refuse("gamma", gamma, "0 without an autoencoder: gamma > 0 weighs the autoencoder term, "
+                               "pass autoencoder= (an ONNX file or a callable)")
         if autoencoder is not None:
             check_autoencoder(autoencoder)
-        self.mode = mode
-        self.features = features
-        self.n_segments = int(n_segments)
-        self.compactness = float(compactness)
-        self.cells = int(cells)
-        self.kappa = float(kappa)
-        self.beta = float(beta)
-        self.c_init = float(c_init)
-        self.c_steps = int(c_steps)
-        self.iterations = int(iterations)
-        self.learning_rate_init = float(learning_rate_init)
-        self.gradient = gradient
-        self.fd_step = float(fd_step)
-        self.max_passes = None if max_passes is None else int(max_passes)
-        self.fill = check_fill(fill)
-        self.gamma = float(gamma)
-        self.autoencoder = autoencoder
 
     # -----------------------------------------------------------------------------------------------------------
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> Attribution:
         began = model.forward_passes
         pixels = np.asarray(pixels, dtype=np.float32)
         t0, q = _explained_classes(target)
@@ -200,14 +170,14 @@ class CEM(Method):
             "contrast_class": -1 if q is None else q,
             "passes": int(model.forward_passes - began),
             "budget_reached": bool(budget_reached),
-            "resolved_params": {
-                "gradient": "exact" if exact else "finite-difference",
-                "n_features": int(problems[modes[0]].n_features),
-                **({"autoencoder": describe(self.autoencoder)} if self.autoencoder is not None else {}),
-            },
         })
+        resolved = {
+            "gradient": "exact" if exact else "finite-difference",
+            "n_features": int(problems[modes[0]].n_features),
+            **({"autoencoder": describe(self.autoencoder)} if self.autoencoder is not None else {}),
+        }
         saliency = extras["pp_map"] if "pp" in modes else extras["pn_map"]
-        return np.asarray(saliency, dtype=np.float32), extras
+        return Attribution(np.asarray(saliency, dtype=np.float32), extras, resolved)
 
     def constant_map_reason(self, extras: dict[str, Any]) -> str:
         if self.mode != "pn" and extras.get("pp_found") and not np.any(extras.get("pp_map")):
@@ -236,15 +206,3 @@ def _explained_classes(target: Target) -> tuple[int, int | None]:
         return int(target.classes[0]), int(target.classes[1])
     raise TargetError(f"CEM explains one class or a contrast (p, q), not a list of classes {list(target.classes)}")
 
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value)) and not isinstance(value, bool)
-    except (TypeError, ValueError):
-        return False
