@@ -322,7 +322,7 @@ def run_case(
 
 def speed_cases(args: argparse.Namespace, size: tuple[int, int]) -> list[tuple[str, Any, int]]:
     """(name, method, number of perturbed images) for the ratio cases."""
-    from blackbox_xai.methods.occlusion import Occlusion, _starts
+    from blackbox_xai.methods.occlusion import Occlusion
     from blackbox_xai.methods.rise import RISE
 
     n_masks = 200 if args.quick else 4000
@@ -332,7 +332,7 @@ def speed_cases(args: argparse.Namespace, size: tuple[int, int]) -> list[tuple[s
     }
     for key, window, stride in (("occlusion", 32, 16), ("occlusion-fine", 16, 8)):
         method = Occlusion(window=window, stride=stride)
-        windows = len(_starts(size[0], window, stride)) * len(_starts(size[1], window, stride))
+        windows = len(method.positions(*size))
         cases[key] = (f"occlusion w={window} s={stride} fill={method.fill}", method, windows)
     from blackbox_xai.methods.lime import LIME
 

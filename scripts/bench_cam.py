@@ -20,13 +20,12 @@ import numpy as np
 
 from blackbox_xai import zoo
 from blackbox_xai.methods import AblationCAM, GradCAM, ScoreCAM
-from blackbox_xai.model.preprocess import to_model_input
 
 
 def raw_seconds(model, chunk_sizes: list[int]) -> float:
     """session.run on pre-made preprocessed batches of the given sizes."""
     pixels = np.random.default_rng(0).uniform(0, 255, (max(chunk_sizes), 224, 224, 3)).astype(np.float32)
-    inputs = to_model_input(pixels, model.spec)
+    inputs = model.preprocessor.forward(pixels)
     began = time.perf_counter()
     for size in chunk_sizes:
         model.run_inputs(inputs[:size])

@@ -2,10 +2,10 @@
 
 On the EfficientNet-Lite0 zoo model at 224x224 (skimage's "chelsea"), on this machine:
 
-1. one forward-backward pass of the gradient model (what ``OnnxModel.gradient`` runs: the forward pass and the
-   backward graph in one onnxruntime session) against one forward pass of the model's own session, both on
-   pre-made, already-preprocessed inputs, at batch 1 and 16; the ratio's target is <= 3. The same
-   input gradients by torch autograd on the plain-torch reference network (tests/test_zoo_torch_reference.py) are
+1. one forward-backward pass (``OnnxModel.gradient``: the forward pass and the backward graph in one onnxruntime
+   session, pixels in, pixel gradients out) against one forward pass (``OnnxModel.predict``), both from pixels, at
+   batch 1 and 16; the ratio's target is <= 3. The same
+   input gradients by torch autograd on the plain-torch reference network (scripts/torch_efficientnet.py) are
    timed beside them.
 2. Grad-CAM end to end through the public ``GradCAM.explain`` (image in, map out: the clean forward pass, the body
    pass, the gradients, the upsampling), at a layer whose head is not affine (``_blocks.15._project_conv.out``, exact
@@ -34,9 +34,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 NON_AFFINE_LAYER = "_blocks.15._project_conv.out"
 CLASS = 281  # tabby
@@ -56,41 +53,20 @@ def median_time(function: Callable[[], Any], repeats: int, warmup: int = 2) -> f
 
 
 def torch_reference(threads: int | None):
-    """The plain-torch EfficientNet-Lite0 of tests/test_zoo_torch_reference.py as a function with a capture point:
+    """The plain-torch EfficientNet-Lite0 (scripts/torch_efficientnet.py) as a function with a capture point:
     ``forward(x, capture)`` returns logits and calls ``capture(name, tensor)`` at the two Grad-CAM layers (the
     equivalent of forward hooks on a module)."""
     import torch
     import torch.nn.functional as F
-    from test_zoo_torch_reference import STRIDE_2_BLOCKS, _load_state_dict, _same_pad
+
+    import torch_efficientnet
 
     if threads:
         torch.set_num_threads(threads)
-    state = {k: v.float() for k, v in _load_state_dict().items()}
-
-    def conv_bn(x, conv, bn, stride=1, groups=1, act=True):
-        weight = state[f"{conv}.weight"]
-        x = F.conv2d(_same_pad(x, weight.shape[-1], stride), weight, stride=stride, groups=groups)
-        x = F.batch_norm(x, state[f"{bn}.running_mean"], state[f"{bn}.running_var"], state[f"{bn}.weight"],
-                         state[f"{bn}.bias"], training=False, eps=1e-3)
-        return F.relu6(x) if act else x
+    state = {k: v.float() for k, v in torch_efficientnet.load_state_dict().items()}
 
     def forward(x, capture=lambda name, tensor: tensor):
-        x = conv_bn(x, "_conv_stem", "_bn0", stride=2)
-        index = 0
-        while f"_blocks.{index}._depthwise_conv.weight" in state:
-            prefix = f"_blocks.{index}"
-            inputs = x
-            stride = 2 if index in STRIDE_2_BLOCKS else 1
-            if f"{prefix}._expand_conv.weight" in state:
-                x = conv_bn(x, f"{prefix}._expand_conv", f"{prefix}._bn0")
-            x = conv_bn(x, f"{prefix}._depthwise_conv", f"{prefix}._bn1", stride=stride, groups=x.shape[1])
-            x = conv_bn(x, f"{prefix}._project_conv", f"{prefix}._bn2", act=False)
-            x = capture(f"{prefix}._project_conv.out", x)
-            if stride == 1 and x.shape == inputs.shape:
-                x = x + inputs
-            index += 1
-        x = capture("_conv_head.relu6.out", conv_bn(x, "_conv_head", "_bn1"))
-        return F.linear(x.mean(dim=(2, 3)), state["_fc.weight"], state["_fc.bias"])
+        return torch_efficientnet.forward(state, x, capture)
 
     return torch, F, forward
 
@@ -106,7 +82,7 @@ def main() -> int:
 
     from blackbox_xai import zoo
     from blackbox_xai.methods.cam import GradCAM
-    from blackbox_xai.model.preprocess import to_model_input
+    from blackbox_xai.model.capabilities import INPUT_GRADIENTS
 
     model = zoo.efficientnet_lite0(batch_size=16, threads=args.threads)
     image = cv2.resize(zoo.sample_image("chelsea"), (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -116,7 +92,8 @@ def main() -> int:
 
     # 1. one backward (forward + backward graph) vs one forward pass -----------------------------------------------
     began = time.perf_counter()
-    entry = model._gradient_model((model.spec.input,), "gradient", {})
+    if model.capability_gap(INPUT_GRADIENTS) is not None:  # builds the backward graph and its session once
+        raise SystemExit(f"no exact gradients: {model.capability_gap(INPUT_GRADIENTS)}")
     results["build_gradient_model_s"] = time.perf_counter() - began
     print(f"\nbuilding the gradient model and its session: {results['build_gradient_model_s']:.2f} s")
     torch, F, forward = torch_reference(args.threads)
@@ -124,11 +101,11 @@ def main() -> int:
           f"{'torch fwd+bwd ms':>17} {'torch ratio':>11}")
     for batch in (1, 16):
         pixels = np.repeat(image[None], batch, axis=0)
-        inputs = to_model_input(pixels, model.spec)
+        inputs = model.preprocessor.forward(pixels)
         weights = np.zeros((batch, model.n_classes), np.float32)
         weights[:, CLASS] = 1.0
-        fwd = median_time(lambda: model.run_inputs(inputs), args.repeats)
-        bwd = median_time(lambda: entry.run(inputs, weights), args.repeats)
+        fwd = median_time(lambda: model.predict(pixels), args.repeats)
+        bwd = median_time(lambda: model.gradient(pixels, weights), args.repeats)
         x = torch.from_numpy(inputs)
 
         def torch_forward():

@@ -15,16 +15,14 @@ import numpy as np
 from blackbox_xai import zoo
 from blackbox_xai.image import resize_pixels
 from blackbox_xai.methods.extremal import ExtremalPerturbation
-from blackbox_xai.model.preprocess import to_model_input
 
 
 def raw_seconds(model, pixels: np.ndarray, passes: int) -> float:
     """onnxruntime alone on the same number of images, in batches of the model's size."""
-    batch = to_model_input(np.repeat(pixels[None], model.batch_size, axis=0), model.spec)
-    session, name = model.session, model.spec.input
+    batch = model.preprocessor.forward(np.repeat(pixels[None], model.batch_size, axis=0))
     began = time.perf_counter()
     for start in range(0, passes, model.batch_size):
-        session.run(None, {name: batch[:min(model.batch_size, passes - start)]})
+        model.run_inputs(batch[:min(model.batch_size, passes - start)])
     return time.perf_counter() - began
 
 

@@ -21,7 +21,6 @@ import numpy as np
 from blackbox_xai import zoo
 from blackbox_xai.image import resize_pixels
 from blackbox_xai.methods import make_method
-from blackbox_xai.model.preprocess import to_model_input
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -29,11 +28,11 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def raw_seconds(model, pixels: np.ndarray, passes: int) -> float:
-    batch = to_model_input(np.repeat(pixels[None], model.batch_size, axis=0), model.spec)
-    model.session.run(None, {model.spec.input: batch})  # warm-up
+    batch = model.preprocessor.forward(np.repeat(pixels[None], model.batch_size, axis=0))
+    model.run_inputs(batch)  # warm-up
     began = time.perf_counter()
     for start in range(0, passes, model.batch_size):
-        model.session.run(None, {model.spec.input: batch[:min(model.batch_size, passes - start)]})
+        model.run_inputs(batch[:min(model.batch_size, passes - start)])
     return time.perf_counter() - began
 
 

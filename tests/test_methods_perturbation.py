@@ -192,3 +192,14 @@ def test_a_constant_map_warns_and_says_why(rng: np.random.Generator) -> None:
         warnings.simplefilter("error")
         logits = Occlusion(window=4, stride=4, score="logit").explain(model, image, target=0)
     assert np.ptp(logits.saliency) > 0
+
+
+def test_occlusion_refuses_a_stride_that_leaves_pixels_unoccluded():
+    """A stride larger than the window would leave pixels between windows that no window ever covers (their
+    saliency would be 0/0); the refusal names both numbers. Equal sizes tile the image exactly."""
+    with pytest.raises(ParameterError, match="stride.*at most the window \\(8 pixels"):
+        Occlusion(window=8)  # default stride 16
+    with pytest.raises(ParameterError, match="along x"):
+        Occlusion(window=(8, 4), stride=(8, 6))
+    tiles = Occlusion(window=8, stride=8).positions(24, 16)
+    assert tiles == [(y, x) for y in (0, 8, 16) for x in (0, 8)]

@@ -124,7 +124,7 @@ def as_target(model: Model, pixels: np.ndarray, target: TargetLike | Target) -> 
                 f"target was resolved for {target.weights.shape[0]} classes but the model has {model.n_classes}"
             )
         return target
-    return resolve_target(target, model.predict(pixels)[0])
+    return resolve_target(target, model.predict(pixels)[0], labels=model.labels)
 
 
 def target_from_json(value: Any) -> TargetLike:

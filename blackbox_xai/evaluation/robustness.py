@@ -104,6 +104,6 @@ def _fixed_target(model: Model, pixels: np.ndarray, target: Any) -> TargetLike:
         return target.to_json() if target.kind != "contrast" else tuple(target.classes)
     if isinstance(target, str):
         size = model.input_size or pixels.shape[:2]
-        resolved = resolve_target(target, model.predict(resize_pixels(pixels, size))[0])
+        resolved = resolve_target(target, model.predict(resize_pixels(pixels, size))[0], labels=model.labels)
         return resolved.to_json() if resolved.kind != "contrast" else tuple(resolved.classes)
     return target

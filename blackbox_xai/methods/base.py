@@ -132,7 +132,7 @@ class Method(ABC):
         size = model.input_size or original.shape[:2]
         pixels = resize_pixels(original, size)
         clean_outputs = model.predict(pixels)[0]
-        resolved = resolve_target(target, clean_outputs)
+        resolved = resolve_target(target, clean_outputs, labels=model.labels)
         result = self.attribute(model, pixels, resolved, clean_outputs, progress or _no_progress)
         saliency, extras = np.asarray(result.saliency, dtype=np.float32), result.extras
         if saliency.size and not np.ptp(saliency) > 0:

@@ -20,7 +20,7 @@ class Occlusion(Method):
     Parameters
     ----------
     window : window size in pixels, an int or (height, width) (default 32 at the model resolution).
-    stride : step in pixels, an int or (y, x) (default 16: overlapping windows, averaged).
+    stride : step in pixels, an int or (y, x), at most the window (default 16: overlapping windows, averaged).
     fill : "grey" (default), "zero" (the pixel the model sees as zero), "black", "mean" (the image's mean colour)
         or "blur".
     score : "probability" (default), "logit" or "raw".
@@ -43,13 +43,22 @@ class Occlusion(Method):
         score: str = "probability",
     ) -> None:
         self._set_params(locals())
+        for axis, (size, step) in enumerate(zip(self.window, self.stride)):
+            if step > size:
+                raise self._refuse("stride", stride, f"at most the window ({size} pixels along "
+                                   f"{'yx'[axis]}): a larger stride never occludes the pixels between windows")
+
+    def positions(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Top-left corners (y, x) of the windows on an image of ``height`` x ``width`` (one forward pass each)."""
+        win_h, win_w = min(self.window[0], height), min(self.window[1], width)
+        return [(y, x) for y in _starts(height, win_h, self.stride[0]) for x in _starts(width, win_w, self.stride[1])]
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
     ) -> Attribution:
         height, width = pixels.shape[:2]
         win_h, win_w = min(self.window[0], height), min(self.window[1], width)
-        positions = [(y, x) for y in _starts(height, win_h, self.stride[0]) for x in _starts(width, win_w, self.stride[1])]
+        positions = self.positions(height, width)
         baseline = fill_image(pixels, self.fill, model.spec)
         clean = float(target.score(model.convert(clean_outputs[None], self.score))[0])
         total = np.zeros((height, width), dtype=np.float64)
