@@ -14,7 +14,7 @@ wall time into onnxruntime (``session.run`` inside the run), preprocessing (the 
 method side (everything outside the model).
 
 The memory case (RISE with 8000 masks) runs alone in a fresh subprocess so that its peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is not polluted by the other cases; it also reports the increase
+(VmHWM of ``/proc/self/status``) is not polluted by the other cases; it also reports the increase
 over the process's RSS right after the model is loaded.
 
 Usage: scripts/bench [--batch-size 32] [--repeats 3] [--interleaved 1] [--settle 10] [--threads N] [--quick]
@@ -89,9 +89,13 @@ def current_rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak RSS of this process so far (ru_maxrss is in KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    """Peak RSS of this process so far: VmHWM on Linux (ru_maxrss there also counts the peak of the parent that
+    started this process, which survives fork and exec), ru_maxrss elsewhere (bytes on macOS)."""
+    try:
+        return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
 
 
 class CpuMeter:
@@ -475,7 +479,7 @@ def report(header: dict[str, Any], cases: list[dict[str, Any]], memory: dict[str
     ]
     if memory is not None:
         out += [
-            "peak RSS: ru_maxrss of a subprocess running only that case; increase = peak RSS - RSS right after "
+            "peak RSS: VmHWM of a subprocess running only that case; increase = peak RSS - RSS right after "
             "loading the model;",
             "  raw batch alone: the same increase after one raw session.run of a full batch, made before the "
             "method (onnxruntime's own share) (MB = 10^6 bytes)",
