@@ -43,9 +43,9 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = image_module._decode_file
 
-    def counting(path: Path) -> np.ndarray:
+    def counting(path: Path, *args, **kwargs):
         seen.append(Path(path).name)
-        return real(path)
+        return real(path, *args, **kwargs)
 
     monkeypatch.setattr(image_module, "_decode_file", counting)
     return seen
