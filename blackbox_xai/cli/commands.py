@@ -263,7 +263,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_layers(args: argparse.Namespace) -> int:
-    from . import graph
+    from .. import graph
 
     model = load_model_from_args(args)
     proto = graph.move_initializers_out_of_inputs(model.proto())
@@ -286,8 +286,8 @@ def run_layers(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from . import zoo
-    from .methods import RISE, GradCAM, Occlusion
+    from .. import zoo
+    from ..methods import RISE, GradCAM, Occlusion
 
     model = zoo.efficientnet_lite0(providers=args.provider)
     print(f"model: {model.path} ({model.n_classes} ImageNet classes)")
@@ -304,7 +304,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _model_view(model: Model, image: Any) -> np.ndarray:
-    from .image import resize_pixels
+    from ..image import resize_pixels
 
     pixels = load_image(image)
     return resize_pixels(pixels, model.input_size) if model.input_size else pixels

@@ -16,7 +16,7 @@ import math
 import re
 from typing import Any
 
-from ..errors import ParameterError
+from ..errors import ParameterError, SpecError
 from ..methods import METHODS, canonical_name
 from ..model import InputSpec, OnnxModel
 
@@ -107,6 +107,8 @@ def _typed(value: Any, default: Any, key: str, item: str) -> Any:
     """``value`` for a parameter whose default is ``default``: an integer parameter takes an integral float as that
     integer and refuses a fraction (never truncated); other values pass unchanged to the method's validation."""
     integer = key == "seed" or (isinstance(default, int) and not isinstance(default, bool))
+    if integer and isinstance(value, bool):
+        raise ParameterError(f"--param {item}: {key} must be an integer, got {value}")
     if integer and isinstance(value, float):
         if math.isfinite(value) and value.is_integer():
             return int(value)
@@ -159,8 +161,12 @@ def spec_from_args(args: argparse.Namespace) -> InputSpec | None:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if not args.spec and not overrides:
         return None
-    spec = InputSpec.from_json(args.spec) if args.spec else InputSpec()
-    return spec.replace(**overrides) if overrides else spec
+    try:
+        spec = InputSpec.from_json(args.spec) if args.spec else InputSpec()
+        return spec.replace(**overrides) if overrides else spec
+    except (TypeError, ValueError) as error:  # a value of the user's file the spec's own checks let through
+        where = f"spec file {args.spec}" if args.spec else "the spec flags"
+        raise SpecError(f"cannot use {where}: {' '.join(str(error).split())}") from None
 
 
 def load_model_from_args(args: argparse.Namespace) -> OnnxModel:
