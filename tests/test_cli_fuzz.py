@@ -599,6 +599,7 @@ def test_peak_rss_is_bounded(world: dict, tmp_path: Path, image: str) -> None:
                            "--param", "n_masks=50", "--out", tmp_path / "out"], capture_output=True, text=True,
                           cwd=root, timeout=300)
     code, peak = (int(v) for v in done.stdout.split())
+    print(f"\n{Path(image).name} on {model}: exit {code}, peak RSS {peak / 1e6:.0f} MB")
     assert peak < 1.5e9, (peak, done.stderr)
     lines = done.stderr.strip().splitlines()
     if code == 0:
