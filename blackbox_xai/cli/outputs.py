@@ -43,12 +43,14 @@ class ImageOutputs:
         try:
             for path in staged:
                 final = self.out / path.name
+                # Each step is recorded before it is taken, so that Ctrl-C between two steps leaves nothing that
+                # discard() does not know about (undoing a step not taken is a harmless no-op).
                 if final.exists() or final.is_symlink():
                     backup = staging / f".previous.{path.name}"
-                    os.replace(final, backup)
                     self.backups[final] = backup
-                os.replace(path, final)
+                    os.replace(final, backup)
                 self.placed.append(final)
+                os.replace(path, final)
                 placed.append(final)
         except OSError as error:
             raise OutputError(f"cannot write {self.out / path.name}: {error.strerror or error}") from None
@@ -64,6 +66,8 @@ class ImageOutputs:
     def discard(self) -> None:
         """Take away every file this set placed, put back the files they replaced, drop the staging folder."""
         for path in reversed(self.placed):
+            if path in self.backups and not self.backups[path].exists():
+                continue  # its earlier version was never moved away: it is still in place
             with contextlib.suppress(OSError):
                 path.unlink()
         for final, backup in self.backups.items():
