@@ -188,7 +188,6 @@ CASES = _cases()
 
 def _run_cases(case_file: str, result_file: str) -> None:
     from blackbox_xai import cli, fileio
-    from blackbox_xai.cli import outputs
     from blackbox_xai.model import OnnxModel
 
     request = json.loads(Path(case_file).read_text())
@@ -199,7 +198,7 @@ def _run_cases(case_file: str, result_file: str) -> None:
         out = root / "outputs" / case
         argv = [a.replace("{o}", str(out)) for a in spec["argv"]]
         stdout, stderr = io.StringIO(), io.StringIO()
-        undo = _inject(spec.get("fault"), fileio, outputs, OnnxModel)
+        undo = _inject(spec.get("fault"), fileio, OnnxModel)
         logging.root.handlers.clear()  # so that logging writes to this case's stderr
         try:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -215,7 +214,7 @@ def _run_cases(case_file: str, result_file: str) -> None:
     Path(result_file).write_text(json.dumps(results))
 
 
-def _inject(fault: str | None, fileio, outputs, model_class):
+def _inject(fault: str | None, fileio, model_class):
     """Install the fault ``kind:N``; returns the function that removes it."""
     if not fault:
         return lambda: None
@@ -254,15 +253,15 @@ def _inject(fault: str | None, fileio, outputs, model_class):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.5)  # the KeyboardInterrupt is raised here
 
-    if kind == "sigint-write":
-        real_write = outputs.write_atomic
+    if kind == "sigint-write":  # Ctrl-C as the N-th file of the run is written
+        real_write = fileio.write_atomic
 
         def write(*args, **kwargs):
             interrupt_on_call()
             return real_write(*args, **kwargs)
 
-        outputs.write_atomic = write
-        return lambda: setattr(outputs, "write_atomic", real_write)
+        fileio.write_atomic = write
+        return lambda: setattr(fileio, "write_atomic", real_write)
     real_predict = model_class.predict
 
     def predict(self, *args, **kwargs):

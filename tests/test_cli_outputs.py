@@ -17,9 +17,9 @@ import onnx_builders as ob
 from blackbox_xai import cli
 from blackbox_xai.cli import commands
 from blackbox_xai.cli.options import method_params, parse_value
-from blackbox_xai.cli.outputs import ImageOutputs
 from blackbox_xai.cli.parser import join_dash_values, split_debug
 from blackbox_xai.errors import ParameterError, ScoreError
+from blackbox_xai.fileio import FileSet
 from blackbox_xai.explanation import Explanation, array_sha256, record_provenance
 from blackbox_xai.methods import Occlusion
 from blackbox_xai.model import OnnxModel
@@ -126,20 +126,20 @@ def test_image_outputs_roll_back_and_restore(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "x_rise.png").write_bytes(b"earlier run")
-    files = ImageOutputs(out, "x")
+    files = FileSet(out, "x")
     files.add({"x_rise.png": b"new", "x_rise.json": b"{}"})
     assert (out / "x_rise.png").read_bytes() == b"new"  # visible as soon as the method finishes
     files.discard()
     assert sorted(os.listdir(out)) == ["x_rise.png"] and (out / "x_rise.png").read_bytes() == b"earlier run"
 
-    files = ImageOutputs(out, "x")
+    files = FileSet(out, "x")
     files.add({"x_rise.png": b"new"})
     files.add({"x_methods.png": b"panel"})
     files.finish()
     assert sorted(os.listdir(out)) == ["x_methods.png", "x_rise.png"]  # no staging folder left
     old = os.umask(0o022)
     try:
-        files = ImageOutputs(out, "y")
+        files = FileSet(out, "y")
         files.add({"y_rise.json": b"{}"})
         files.finish()
     finally:

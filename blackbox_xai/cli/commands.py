@@ -3,7 +3,7 @@
 ``explain`` checks everything it can before any work (methods and their parameters, image arguments, the model,
 the target with the model's labels, what the methods require of the model, the output folder, then it decodes
 every image), then explains image after image; each method's files appear as soon as it finishes, an image's set
-of files is complete or absent (:mod:`.outputs`), and the methods that fail are listed at the end (exit code 1).
+of files is complete or absent (:class:`~blackbox_xai.fileio.FileSet`), and the methods that fail are listed at the end (exit code 1).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import BlackboxError, ParameterError
 from ..explanation import record_provenance
-from ..fileio import write_all_atomic
+from ..fileio import FileSet, write_all_atomic
 from ..image import load_image
 from ..inputs import expand_image_arguments, unique_output_stems
 from ..methods import make_method
@@ -27,7 +27,7 @@ from ..model import Model
 from ..model.capabilities import check_requirements
 from ..targets import parse_target
 from .options import load_model_from_args, method_names, method_params
-from .outputs import ImageOutputs, prepare_folder, remove_if_empty
+from .outputs import prepare_folder, remove_if_empty
 
 
 @dataclass
@@ -91,7 +91,7 @@ def explain_images(model: Model, images: list[tuple[str, Any]], methods: list, t
 
     ``sources`` (default None) are the files the images were decoded from, recorded with their sha256 in each
     JSON (:func:`~blackbox_xai.explanation.record_provenance`), with the model's sha256 and spec. An image's
-    files are complete or absent (:class:`~.outputs.ImageOutputs`): a write error, Ctrl-C or a bug while an image
+    files are complete or absent (:class:`~blackbox_xai.fileio.FileSet`): a write error, Ctrl-C or a bug while an image
     is explained or written takes its files away again before the exception goes on.
     """
     from ..render import encode_png, side_by_side
@@ -101,7 +101,7 @@ def explain_images(model: Model, images: list[tuple[str, Any]], methods: list, t
     try:
         for index, (name, image) in enumerate(images):
             source = sources[index] if sources is not None else None
-            outputs = ImageOutputs(out, name)
+            outputs = FileSet(out, name)
             try:
                 explanations = []
                 for method in methods:
