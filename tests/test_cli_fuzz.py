@@ -87,7 +87,8 @@ BAD_FLAGS = {
     "output-index-out-of-range": ["--output", "99"], "output-unknown-name": ["--output", "nope"],
     "input-unknown-name": ["--input", "nope"], "labels-missing": ["--labels", "missing.txt"],
     "labels-binary": ["--labels", "binary.txt"], "labels-wrong-count": ["--labels", "three_labels.txt"],
-    "labels-folder": ["--labels", "somefolder"],
+    "labels-folder": ["--labels", "somefolder"], "labels-empty-text": ["--labels", ""],
+    "spec-empty-text": ["--spec", ""], "input-empty-text": ["--input", ""],
 }
 BAD_SPECS = {
     "spec-missing": "missing.json", "spec-bad-json": "bad.json", "spec-list": "list.json",
@@ -107,6 +108,9 @@ USAGE = {
     "usage-evaluate-bad-metric": ["evaluate", "linear.onnx", "img.png", "--metric", "nope"],
     "usage-evaluate-mask-count": ["evaluate", "linear.onnx", "img.png", "--mask", "a.png", "--mask", "b.png"],
     "usage-evaluate-mask-folder-missing": ["evaluate", "linear.onnx", "img.png", "--mask", "nothing_here"],
+    "usage-abbreviated-option": ["info", "linear.onnx", "--out", "x"],
+    "usage-unknown-option-after-images": ["explain", "linear.onnx", "img.png", "--frobnicate"],
+    "usage-out-empty-text": ["explain", "linear.onnx", "img.png", "--out", ""],
 }
 OUTPUTS = {
     "out-file-in-place": "a_file", "out-under-a-file": "a_file/sub", "out-under-dev-null": "/dev/null/out",
@@ -164,8 +168,8 @@ def _cases() -> dict[str, dict]:
         cases[case] = {"argv": ["explain", "linear.onnx", "img.png", *RISE, "--spec", spec, "--out", "{o}"],
                        "code": 1}
     for case, argv in USAGE.items():
-        cases[case] = {"argv": [*argv, *(["--out", "{o}"] if argv[:1] in (["explain"], ["evaluate"]) else [])],
-                       "code": 1}
+        out = ["--out", "{o}"] if argv[:1] in (["explain"], ["evaluate"]) and "--out" not in argv else []
+        cases[case] = {"argv": [*argv, *out], "code": 1}
     for case, out in OUTPUTS.items():
         cases[case] = {"argv": ["explain", "linear.onnx", "img.png", *RISE, "--out", out], "code": 1,
                        "out": out}
@@ -467,8 +471,12 @@ def test_case(case: str, results: dict, world: dict) -> None:
             assert not out.exists() or not any(out.iterdir()), sorted(os.listdir(out))
     elif expected == 130:
         assert lines[-1].startswith("blackbox-xai: interrupted"), lines
-    if case.startswith("usage-") and "help" not in lines[-1] and case in ("usage-nothing", "usage-unknown-option"):
-        pytest.fail(f"a usage error without a --help hint: {lines}")
+    hints = {"usage-nothing": "(see blackbox-xai --help)", "usage-unknown-option": "(see blackbox-xai explain --help)",
+             "usage-abbreviated-option": "unrecognized arguments: --out x (see blackbox-xai info --help)",
+             "usage-unknown-option-after-images": "--frobnicate (see blackbox-xai explain --help)",
+             "usage-seed-text": "(see blackbox-xai explain --help)"}
+    if case in hints:
+        assert lines[-1].endswith(hints[case]), lines
     if case in ACCEPTED:
         _check_accepted(case, result, world, out)
 

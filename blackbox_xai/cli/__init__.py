@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from ..errors import BlackboxError
 from .commands import HANDLERS, decode_images, explain_images
 from .options import load_model_from_args, method_params, parse_value
-from .parser import build_parser, join_dash_values, split_debug
+from .parser import build_parser, parse, split_debug
 
 __all__ = ["build_parser", "decode_images", "explain_images", "load_model_from_args", "main", "method_params",
            "parse_value"]
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line
-            args = build_parser().parse_args(join_dash_values(argv))
+            args = parse(argv)
             args.debug = debug
             return int(HANDLERS[args.command](args) or 0)
     except BlackboxError as error:

@@ -141,8 +141,19 @@ def _size(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(v) for v in values)
 
 
+def non_empty(args: argparse.Namespace, *names: str) -> None:
+    """Refuse a flag given as an empty text (``--spec ""`` would silently mean no spec, ``--out ""`` the current
+    folder)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and not str(value).strip():
+            raise ParameterError(f"--{name.replace('_name', '').replace('_', '-')} is empty: give a value or leave "
+                                 "the flag out")
+
+
 def spec_from_args(args: argparse.Namespace) -> InputSpec | None:
     """The spec file with the flags applied; None when neither is given (the model then finds its own)."""
+    non_empty(args, "spec", "labels", "input_name", "output_name", "out")
     std = numbers(args.std, "std")
     if std is not None and not all(v > 0 for v in std):
         raise ParameterError(f"--std must be positive numbers (a std divides the pixels), got {args.std!r}")

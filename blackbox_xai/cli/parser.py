@@ -25,7 +25,13 @@ class UsageError(BlackboxError):
 
 
 class CliParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one :class:`UsageError` line instead of a usage dump and exit 2."""
+    """An ArgumentParser whose errors are one :class:`UsageError` line instead of a usage dump and exit 2, and
+    that takes options only as spelled in full (no prefix matching: ``info --out x`` is an error, not
+    ``--output x``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -55,6 +61,15 @@ def join_dash_values(argv: Sequence[str]) -> list[str]:
         joined.append(item)
         index += 1
     return joined
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv`` (``--debug`` already taken out); a usage error is one :class:`UsageError` line whose hint
+    names the subcommand's help."""
+    args, extra = build_parser().parse_known_args(join_dash_values(argv))
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see blackbox-xai {args.command} --help)")
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
