@@ -91,8 +91,8 @@ def explain_images(model: Model, images: list[tuple[str, Any]], methods: list, t
 
     ``sources`` (default None) are the files the images were decoded from, recorded with their sha256 in each
     JSON (:func:`~blackbox_xai.explanation.record_provenance`), with the model's sha256 and spec. An image's
-    files are complete or absent (:class:`~blackbox_xai.fileio.FileSet`): a write error, Ctrl-C or a bug while an image
-    is explained or written takes its files away again before the exception goes on.
+    files are complete or absent (:class:`~blackbox_xai.fileio.FileSet`): a write error, Ctrl-C or a bug while
+    an image is explained or written takes its files away again before the exception goes on.
     """
     from ..render import encode_png, side_by_side
 
@@ -103,22 +103,27 @@ def explain_images(model: Model, images: list[tuple[str, Any]], methods: list, t
             source = sources[index] if sources is not None else None
             outputs = FileSet(out, name)
             try:
-                explanations = []
+                first = None  # the first explanation: its image and provenance serve the others
+                maps: list[tuple[str, Any]] = []
                 for method in methods:
                     explanation = _explain_one(method, model, image, target, name, failures)
                     if explanation is None:
                         continue
-                    record_provenance(explanation, image=image, model=model, source=source)
+                    if first is None:
+                        first = record_provenance(explanation, image=image, model=model, source=source)
+                    else:  # the same image and model: hashed once
+                        explanation.source, explanation.image_sha256 = first.source, first.image_sha256
+                        explanation.model_sha256, explanation.spec = first.model_sha256, first.spec
                     prefix = f"{name}_{explanation.method}"
                     outputs.add({prefix + suffix: data for suffix, data in explanation.encode().items()})
-                    explanations.append(explanation)
+                    maps.append((explanation.method, explanation.saliency))
                     timing = explanation.timing
                     print(f"{name}: {explanation.method} target {_target_text(explanation)}: "
                           f"{timing['forward_passes']} passes, {timing['seconds']:.2f} s -> "
                           f"{out / prefix}.{{png,npz,json}}", flush=True)
-                if explanations:
-                    panel = side_by_side(explanations[0].image, [e.saliency for e in explanations],
-                                         [e.method for e in explanations])
+                    del explanation  # its copy of the pixels is not kept while the next method runs
+                if first is not None:
+                    panel = side_by_side(first.image, [m for _, m in maps], [t for t, _ in maps])
                     outputs.add({f"{name}_methods.png": encode_png(panel)})
             except BaseException:
                 outputs.discard()
