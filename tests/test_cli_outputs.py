@@ -52,10 +52,14 @@ def test_param_values_parse(raw: str, expected: object) -> None:
 
 def test_params_reach_the_right_methods() -> None:
     params = method_params(["rise", "occlusion"], ["n_masks=4e1", "occlusion.window=8", "rise.p_keep=0.25"],
-                           seed=7, layer="conv")
+                           seed=7)
     assert params == {"rise": {"n_masks": 40, "p_keep": 0.25, "seed": 7}, "occlusion": {"window": 8}}
     assert type(params["rise"]["n_masks"]) is int
     assert method_params(["occlusion"], [], seed=3) == {"occlusion": {}}  # --seed ignored, not refused
+    with pytest.raises(ParameterError, match="no selected method takes a layer"):
+        method_params(["rise"], [], None, layer="conv")
+    assert method_params(["rise", "gradcam"], [], 2, layer="conv") == {"rise": {"seed": 2},
+                                                                       "gradcam": {"layer": "conv"}}
     assert method_params(["extremal"], ["areas=0.1,0.2"], None)["extremal"]["areas"] == (0.1, 0.2)
 
 

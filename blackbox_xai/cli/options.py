@@ -45,7 +45,8 @@ def method_params(names: list[str], param_args: list[str], seed: int | None, lay
     ``--layer``.
 
     An unscoped key goes to every selected method that takes it (an error when none does); ``--seed`` and
-    ``--layer`` go to the methods that take them, and the others ignore them."""
+    ``--layer`` go to the methods that take them and the others ignore them (``--layer`` without any method
+    that takes a layer is an error)."""
     defaults = {name: _defaults(name) for name in names}
     params: dict[str, dict[str, Any]] = {name: {} for name in names}
     for item in param_args:
@@ -69,9 +70,11 @@ def method_params(names: list[str], param_args: list[str], seed: int | None, lay
     for key, value in (("seed", seed), ("layer", layer)):
         if value is None:
             continue
-        for name in names:
-            if key in defaults[name]:
-                params[name][key] = value
+        takers = [name for name in names if key in defaults[name]]
+        if key == "layer" and not takers:  # a layer names a CAM target: without a CAM method it is a mistake
+            raise ParameterError("--layer given but no selected method takes a layer (the CAM methods do)")
+        for name in takers:
+            params[name][key] = value
     return params
 
 
