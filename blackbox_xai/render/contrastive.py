@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..fileio import write_atomic
-from .colormap import _shrunk, _titled, encode_png, tile_width
+from .colormap import MAX_RENDER_SIDE, _shrunk, _titled, encode_png, tile_width
 
 
 def contrastive_panel(explanation: Any, height: int = 256) -> np.ndarray:
@@ -29,8 +29,8 @@ def contrastive_panel(explanation: Any, height: int = 256) -> np.ndarray:
     extras = explanation.extras
     if "pp_image" not in extras and "pn_image" not in extras:
         raise OutputError("not a CEM explanation: no pp_image or pn_image in its extras")
-    if int(height) < 8:
-        raise OutputError(f"height must be at least 8 pixels, got {height}")
+    if not 8 <= int(height) <= MAX_RENDER_SIDE:
+        raise OutputError(f"height must be 8 to {MAX_RENDER_SIDE} pixels (the render bound), got {height}")
     if explanation.image is not None:
         original = np.asarray(explanation.image, np.float32)
     elif "pn_image" in extras:
