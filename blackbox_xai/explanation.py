@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,12 @@ class Explanation:
     timing : seconds, forward passes, batch size.
     image : the explained image (H, W, 3) pixels in [0, 255], used for the overlay; not saved.
     labels : class names of the explained classes, when the model knows them.
+    source : where the image came from: its file path as given, or ``"array HxWxC dtype"`` for an array; None
+        when not recorded (see :func:`record_provenance`).
+    image_sha256 : sha256 (hex) of the image file's bytes, or of an array's C-order bytes; None when not recorded.
+    model_sha256 : sha256 (hex) of the model file (of the serialised graph for a model built in memory); None for
+        a model that is not an ONNX graph, or when not recorded.
+    spec : the input specification used (:meth:`~blackbox_xai.model.InputSpec.to_dict`), or None.
     """
 
     saliency: np.ndarray
@@ -44,6 +52,10 @@ class Explanation:
     timing: dict[str, Any] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False)
     labels: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+    image_sha256: str | None = None
+    model_sha256: str | None = None
+    spec: dict[str, Any] | None = None
 
     def overlay(self, alpha: float = 0.5) -> np.ndarray:
         """uint8 RGB heat map over the image (the heat map alone when the image is not known)."""
@@ -63,6 +75,10 @@ class Explanation:
             "timing": {k: _jsonable(v) for k, v in self.timing.items()},
             "extras": scalar_extras,
             "saliency_shape": list(self.saliency.shape),
+            "source": self.source,
+            "image_sha256": self.image_sha256,
+            "model_sha256": self.model_sha256,
+            "spec": _jsonable(self.spec),
         }
 
     def save(self, prefix: str | Path) -> list[Path]:
@@ -75,6 +91,13 @@ class Explanation:
         fails, the files this call created are removed. Returns the paths written.
         """
         prefix = _stem_prefix(prefix)
+        files = {prefix.with_name(prefix.name + suffix): data for suffix, data in self.encode().items()}
+        return write_all_atomic(files)
+
+    def encode(self) -> dict[str, bytes]:
+        """The bytes :meth:`save` writes, by suffix: ``.png`` (the overlay, bounded in size as
+        :mod:`blackbox_xai.render` says), ``.npz`` (``saliency`` and the array extras) and ``.json``
+        (:meth:`to_json`)."""
         arrays = {"saliency": self.saliency.astype(np.float32)}
         for key, value in self.extras.items():
             if isinstance(value, np.ndarray):
@@ -83,12 +106,11 @@ class Explanation:
                 arrays[key] = value
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
-        files = {
-            prefix.with_name(prefix.name + ".png"): encode_png(self.overlay()),
-            prefix.with_name(prefix.name + ".npz"): buffer.getvalue(),
-            prefix.with_name(prefix.name + ".json"): json.dumps(self.to_json(), indent=2).encode(),
+        return {
+            ".png": encode_png(self.overlay()),
+            ".npz": buffer.getvalue(),
+            ".json": json.dumps(self.to_json(), indent=2).encode(),
         }
-        return write_all_atomic(files)
 
     @classmethod
     def load(cls, prefix: str | Path) -> "Explanation":
@@ -117,7 +139,71 @@ class Explanation:
             extras=extras,
             timing=record.get("timing", {}),
             labels=record.get("labels", {}),
+            source=record.get("source"),
+            image_sha256=record.get("image_sha256"),
+            model_sha256=record.get("model_sha256"),
+            spec=record.get("spec"),
         )
+
+
+def record_provenance(explanation: Explanation, image: Any = None, model: Any = None,
+                      source: str | os.PathLike[str] | None = None) -> Explanation:
+    """Fill ``explanation``'s provenance fields (``source``, ``image_sha256``, ``model_sha256``, ``spec``) in place
+    and return it.
+
+    ``image`` is what was explained: a file path (its bytes are hashed, streamed) or an array (its C-order bytes
+    are hashed); ``source`` (default None) overrides the recorded source, e.g. the file an array was decoded from,
+    whose file hash is then recorded. ``model`` (default None) gives ``model_sha256`` (see :func:`model_sha256`)
+    and ``spec`` (its ``spec.to_dict()``). Fields whose argument is None are left as they are.
+    """
+    if source is not None:
+        explanation.source = str(source)
+        explanation.image_sha256 = file_sha256(source)
+    elif isinstance(image, (str, os.PathLike)):
+        explanation.source = str(image)
+        explanation.image_sha256 = file_sha256(image)
+    elif isinstance(image, np.ndarray):
+        explanation.source = f"array {'x'.join(str(d) for d in image.shape)} {image.dtype}"
+        explanation.image_sha256 = array_sha256(image)
+    if model is not None:
+        explanation.model_sha256 = model_sha256(model)
+        spec = getattr(model, "spec", None)
+        if spec is not None and hasattr(spec, "to_dict"):
+            explanation.spec = _jsonable(spec.to_dict())
+    return explanation
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 (hex) of an array's bytes in C order (the shape and dtype are not part of it)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+
+
+_MODEL_HASHES: dict[tuple, str] = {}
+
+
+def model_sha256(model: Any) -> str | None:
+    """sha256 (hex) of ``model``'s ONNX file (``model.path``), computed once per file version; of the serialised
+    graph (``model.proto()``) for a model built in memory; None for a model that is neither."""
+    path = getattr(model, "path", None)
+    if path is not None:
+        status = os.stat(path)
+        key = (os.path.abspath(path), status.st_size, status.st_mtime_ns)
+        if key not in _MODEL_HASHES:
+            _MODEL_HASHES[key] = file_sha256(path)
+        return _MODEL_HASHES[key]
+    proto = getattr(model, "proto", None)
+    if callable(proto):
+        return hashlib.sha256(proto().SerializeToString()).hexdigest()
+    return None
 
 
 def _stem_prefix(prefix: str | Path) -> Path:

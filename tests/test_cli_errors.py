@@ -126,11 +126,13 @@ def test_info_on_a_bad_model_gives_one_error_line(files: dict) -> None:
         assert len(lines) == 1 and lines[0].startswith("blackbox-xai: error: "), result.stderr
 
 
-def test_bad_command_line_is_an_argparse_error(files: dict, tmp_path: Path) -> None:
+def test_bad_command_line_is_one_line_with_a_hint(files: dict, tmp_path: Path) -> None:
     result = run_cli("explain", "linear.onnx", "img.png", "--seed", "three", "--out", tmp_path / "o",
                      cwd=files["root"])
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "invalid int value" in result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line, no usage dump
+    assert "see blackbox-xai explain --help" in result.stderr
     assert files_under(tmp_path / "o") == []
 
 

@@ -213,4 +213,6 @@ def _read_labels(labels: Sequence[str] | str | Path | None) -> list[str] | None:
             return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         except OSError as error:
             raise SpecError(f"cannot read labels file {path}: {error.strerror or error}") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"cannot read labels file {path}: not UTF-8 text (one class name per line)") from None
     return [str(label) for label in labels]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..fileio import write_atomic
-from .colormap import _titled, encode_png
+from .colormap import MAX_RENDER_SIDE, _shrunk, _titled, encode_png, tile_width
 
 
 def contrastive_panel(explanation: Any, height: int = 256) -> np.ndarray:
@@ -29,8 +29,8 @@ def contrastive_panel(explanation: Any, height: int = 256) -> np.ndarray:
     extras = explanation.extras
     if "pp_image" not in extras and "pn_image" not in extras:
         raise OutputError("not a CEM explanation: no pp_image or pn_image in its extras")
-    if int(height) < 8:
-        raise OutputError(f"height must be at least 8 pixels, got {height}")
+    if not 8 <= int(height) <= MAX_RENDER_SIDE:
+        raise OutputError(f"height must be 8 to {MAX_RENDER_SIDE} pixels (the render bound), got {height}")
     if explanation.image is not None:
         original = np.asarray(explanation.image, np.float32)
     elif "pn_image" in extras:
@@ -62,8 +62,8 @@ def save_contrastive(explanation: Any, path: str | Path, height: int = 256) -> P
 
 
 def _panel(image: np.ndarray, title: str, height: int) -> np.ndarray:
-    image = np.asarray(image, np.float32)
-    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    image = _shrunk(np.asarray(image, np.float32))
+    width = tile_width(image.shape[0], image.shape[1], height, 4)  # bounded: see render.colormap
     interpolation = cv2.INTER_AREA if height < image.shape[0] else cv2.INTER_NEAREST
     small = cv2.resize(image, (width, height), interpolation=interpolation)
     return _titled(np.clip(np.rint(small), 0, 255).astype(np.uint8), title)
