@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +205,25 @@ def test_occlusion_refuses_a_stride_that_leaves_pixels_unoccluded():
         Occlusion(window=(8, 4), stride=(8, 6))
     tiles = Occlusion(window=8, stride=8).positions(24, 16)
     assert tiles == [(y, x) for y in (0, 8, 16) for x in (0, 8)]
+
+
+def test_explain_records_where_the_explanation_came_from(tmp_path):
+    """The library (not only the CLI) records the image file, its sha256, the model file's sha256 and the spec."""
+    import hashlib
+
+    import cv2
+
+    from blackbox_xai import groundtruth
+
+    model_path = Path(__file__).resolve().parents[1] / "models" / "shapes_clean.onnx"
+    model = bx.load_model(model_path, spec=model_path.with_suffix(".spec.json"))
+    image = groundtruth.make_images(1, seed=3)[0][0]
+    path = tmp_path / "shape.png"
+    cv2.imwrite(str(path), np.asarray(image, np.uint8)[..., ::-1])
+    explanation = bx.explain(model, path, method="centre")
+    assert explanation.source == str(path)
+    assert explanation.image_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert explanation.model_sha256 == hashlib.sha256(model_path.read_bytes()).hexdigest()
+    assert explanation.spec == json.loads(json.dumps(model.spec.to_dict()))
+    from_array = bx.explain(model, np.asarray(image, np.uint8), method="centre")
+    assert from_array.image_sha256 == hashlib.sha256(np.ascontiguousarray(image, np.uint8).tobytes()).hexdigest()

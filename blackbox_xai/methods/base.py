@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 
-from ..explanation import Explanation
+from ..explanation import Explanation, record_provenance
 from ..image import ImageSource, load_image, resize_map, resize_pixels
 from ..model.base import Model
 from ..model.capabilities import SCORES, check_requirements
@@ -145,7 +145,7 @@ class Method(ABC):
         timing: dict[str, Any] = {"seconds": time.perf_counter() - began}
         timing.update({name: getattr(model, name, 0) - before for name, before in counters_before.items()})
         timing["batch_size"] = model.batch_size
-        return Explanation(
+        explanation = Explanation(
             saliency=saliency,
             target=resolved.to_json(),
             method=self.name,
@@ -156,6 +156,8 @@ class Method(ABC):
             image=original,
             labels={str(c): model.class_name(c) for c in resolved.classes},
         )
+        # where it came from: the image (path or array) and the model, by sha256, and the spec used
+        return record_provenance(explanation, image=image, model=model)
 
     def constant_map_reason(self, extras: dict[str, Any]) -> str:
         """Why the map came out constant, for the :class:`~blackbox_xai.errors.ConstantMapWarning` (a method that
