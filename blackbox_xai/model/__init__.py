@@ -4,11 +4,12 @@ interface. The only package that talks to onnxruntime (:mod:`.session`, :mod:`.r
 
 from .base import Model, softmax
 from .callable_model import CallableModel
+from .description import describe, format_description
 from .onnx_model import OnnxModel
 from .preprocess import Preprocessor, to_model_input
 from .runner import onnxruntime_runner
 from .session import create_session
 from .spec import InputSpec
 
-__all__ = ["CallableModel", "InputSpec", "Model", "OnnxModel", "Preprocessor", "create_session", "onnxruntime_runner",
-           "softmax", "to_model_input"]
+__all__ = ["CallableModel", "InputSpec", "Model", "OnnxModel", "Preprocessor", "create_session", "describe",
+           "format_description", "onnxruntime_runner", "softmax", "to_model_input"]

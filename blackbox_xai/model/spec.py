@@ -168,6 +168,13 @@ class InputSpec:
         values: dict[str, Any] = {}
         if "input" not in self.explicit or self.input is None:
             values["input"] = graph_input.name
+        if len(graph_input.dims) != 4:
+            what = {5: " (a video or a volume?)", 2: " (a feature vector?)"}.get(len(graph_input.dims), "")
+            raise SpecError(
+                f"input {graph_input.name!r} has shape {graph_input.shape_text}: not an image input; it has "
+                f"{len(graph_input.dims)} dimensions{what} and blackbox-xai explains models whose image input has 4 "
+                "(batch, channels, height, width in either layout)"
+            )
         layout = self.layout if "layout" in self.explicit else graph_input.layout
         if layout is None:
             raise SpecError(
@@ -178,11 +185,6 @@ class InputSpec:
         channel_axis = 1 if layout == "NCHW" else 3
         spatial_axes = (2, 3) if layout == "NCHW" else (1, 2)
         dims = graph_input.dims
-        if len(dims) != 4:
-            raise SpecError(
-                f"input {graph_input.name!r} has shape {graph_input.shape_text}: not an image input "
-                "(expected 4 dimensions, batch x channels x height x width)"
-            )
         channels = dims[channel_axis]
         if isinstance(channels, int):
             if channels not in (1, 3):
