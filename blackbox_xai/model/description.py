@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import BlackboxError, SpecError
+from ..errors import BlackboxError, ModelError, SpecError
 from .onnx_model import ONNX_ELEM_TYPES, OnnxModel, _load_proto
 from .spec import InputSpec
 
@@ -81,7 +81,7 @@ def describe(
     del proto, graph
     if isinstance(spec, (str, Path)):
         spec = InputSpec.from_json(spec)
-    note = None
+    note, trial_size = None, False
     try:
         try:
             model = _trial_load(path, spec, providers)
@@ -90,8 +90,17 @@ def describe(
                 raise
             # a dynamic spatial size: described at a trial size, and the size to give is named
             model = _trial_load(path, (spec or InputSpec()).replace(size=TRIAL_SIZE), providers)
+            trial_size = True
             note = (f"the input's height and width are dynamic: described at {TRIAL_SIZE[0]}x{TRIAL_SIZE[1]}; give "
                     "the size the model was trained at (spec key size, --size H,W)")
+        except ModelError as error:
+            scores = [value["name"] for value in description["outputs"] if value["kind"].startswith("class scores")]
+            if "choose a score output" not in str(error) or not scores:
+                raise
+            # output 0 is a class index: described with the first score output, which the caller must name
+            model = _trial_load(path, (spec or InputSpec()).replace(output=scores[0]), providers)
+            note = (f"{str(error).split(':')[0]} (a class index or labels, not scores): described with the score "
+                    f"output {scores[0]!r}; name it with the spec key output (--output {scores[0]})")
     except BlackboxError as error:
         description.update(explainable=False, reason=_static_reason(description) or str(error))
         return description
@@ -103,7 +112,7 @@ def describe(
         output_kind=model.output_kind,
         labels=len(model.labels) if model.labels else None,
         spec=model.spec.to_dict(),
-        spec_source={**model.spec_source, **({"size": "trial size (dynamic in the graph)"} if note else {})},
+        spec_source={**model.spec_source, **({"size": "trial size (dynamic in the graph)"} if trial_size else {})},
         assumptions=list(model.assumptions),
         capabilities={name: model.capability_gap(name) for name in _capability_names()},
     )
