@@ -498,3 +498,27 @@ def test_input_spec_keywords_and_values() -> None:
     spec = InputSpec(size=(4, 5), mean=0.5)
     assert spec.explicit == {"size", "mean"}
     assert InputSpec().explicit == frozenset() and spec.replace(std=0.2).explicit == {"size", "mean", "std"}
+
+
+def test_callable_model_preprocessing_follows_the_same_rules() -> None:
+    """preprocess=True: a uint8 spec feeds the bytes themselves; a float spec without normalisation is assumed and
+    warned about once; preprocess=False feeds pixels and assumes nothing."""
+    photo = chelsea_crop(6, 8)
+    seen: list[np.ndarray] = []
+
+    def record(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.copy())
+        return batch.reshape(len(batch), -1)[:, :2].astype(np.float64)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = CallableModel(record, spec=InputSpec(size=(6, 8), dtype="uint8", layout="NHWC"), preprocess=True)
+    assert model.spec.value_range == (0.0, 255.0) and model.assumptions == []
+    model.predict(photo)
+    np.testing.assert_array_equal(seen[-1], photo[None].astype(np.uint8))
+    with pytest.warns(AssumedSpecWarning, match="normalisation assumed, not known: value range"):
+        assumed = CallableModel(record, spec=InputSpec(size=(6, 8)), preprocess=True)
+    assert len(assumed.assumptions) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert CallableModel(record, spec=InputSpec(size=(6, 8))).assumptions == []

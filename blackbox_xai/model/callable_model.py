@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import AssumedSpecWarning, ModelError
 from .base import Model
+from .resolve import CALLER, assumption_line, complete_sources
 from .spec import InputSpec
 
 
@@ -25,7 +28,8 @@ class CallableModel(Model):
     spec : ``size`` is the resolution the function expects (None = any: images are explained at their own size);
         with ``preprocess=True`` the rest of the spec (layout, mean/std, dtype...) is applied before the call.
     preprocess : False (default) passes pixels (N, H, W, 3), float32 in [0, 255], RGB; True passes the model input
-        computed from ``spec``.
+        computed from ``spec`` (a uint8 dtype takes 0..255 unless the spec says otherwise; a normalisation the
+        spec does not give is recorded in ``assumptions`` and warned about once, as for an ONNX model).
     batch_size : images per call (default 64).
     labels : class names (a list or a text file).
     output_kind : "logits" or "probabilities"; None = detected from one probe call (rows that are non-negative
@@ -46,10 +50,18 @@ class CallableModel(Model):
         spec = spec or InputSpec()
         if preprocess and spec.layout is None:
             spec = spec.replace(layout="NCHW")
+        if preprocess and spec.dtype == "uint8" and "value_range" not in spec.explicit:
+            spec = dataclasses.replace(spec, value_range=(0.0, 255.0))  # bytes, as for an ONNX uint8 input
         self.function = function
         self.preprocess = preprocess
         super().__init__(spec, batch_size, labels)
         self._probe(output_kind)
+        # the normalisation matters only when this model applies it (preprocess=True)
+        self.spec_source: dict[str, str] = complete_sources(spec, {name: CALLER for name in spec.explicit})
+        assumed = assumption_line(spec, self.spec_source, None) if preprocess else None
+        self.assumptions = [assumed] if assumed else []
+        for line in self.assumptions:
+            warnings.warn(line, AssumedSpecWarning, stacklevel=2)
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
         return self.run_inputs(self.preprocessor.forward(pixels) if self.preprocess else pixels)

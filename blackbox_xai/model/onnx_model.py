@@ -121,7 +121,7 @@ class OnnxModel(Model):
         declared = output_kind or ("probabilities" if producer_op == "Softmax" else None)
         self._probe(declared)
         assumed = assumption_line(spec, self.spec_source, self.path)
-        self.assumptions: list[str] = [assumed] if assumed else []
+        self.assumptions = [assumed] if assumed else []
         for line in self.assumptions:
             warnings.warn(line, AssumedSpecWarning, stacklevel=2)
 
@@ -309,7 +309,8 @@ class OnnxModel(Model):
         return onnx.load(self._source)
 
     def info(self) -> dict[str, Any]:
-        """Inputs, outputs, opset, producer, op histogram and the resolved input spec."""
+        """Inputs, outputs, opset, producer, op histogram, the resolved input spec, where each of its values came
+        from and what was assumed (see :func:`blackbox_xai.model.describe` for any ONNX file)."""
         summary = dict(self._graph_summary)
         summary.pop("output_producers")
         return {
@@ -320,6 +321,8 @@ class OnnxModel(Model):
             "classes": self.n_classes,
             "output_kind": self.output_kind,
             "spec": self.spec.to_dict(),
+            "spec_source": dict(self.spec_source),
+            "assumptions": list(self.assumptions),
         }
 
 
