@@ -522,3 +522,10 @@ def test_callable_model_preprocessing_follows_the_same_rules() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert CallableModel(record, spec=InputSpec(size=(6, 8))).assumptions == []
+
+
+def test_metadata_names_for_another_head_are_ignored(tmp_path: Path) -> None:
+    ob.linear_classifier(tmp_path / "m.onnx", n_classes=5)
+    ob.set_metadata(tmp_path / "m.onnx", {"names": repr({0: "person", 1: "bicycle"})})
+    model = quiet_load(tmp_path / "m.onnx")
+    assert model.labels is None and model.spec_source["labels"] == "default"

@@ -104,10 +104,6 @@ class OnnxModel(Model):
         spec = spec.merged_with_graph(graph_input)
         check_input_size(spec.size, spec.channels, name, input_pixel_budget(max_input_pixels))
         self.output_name = self._choose_output(spec.output)
-        if labels is None and spec.labels is None:
-            labels = metadata_labels(props)
-            if labels is not None:
-                sources["labels"] = "metadata names"
         super().__init__(spec, chunk_size(int(batch_size), spec.size, spec.channels), labels)
         self.spec_source: dict[str, str] = complete_sources(spec, sources)
         self.fixed_batch = graph_input.fixed_batch
@@ -120,6 +116,9 @@ class OnnxModel(Model):
         producer_op = self._graph_summary["output_producers"].get(self.output_name)
         declared = output_kind or ("probabilities" if producer_op == "Softmax" else None)
         self._probe(declared)
+        named = metadata_labels(props) if self.labels is None else None
+        if named is not None and len(named) == self.n_classes:  # names for another head (a detector's) are ignored
+            self.labels, self.spec_source["labels"] = named, "metadata names"
         assumed = assumption_line(spec, self.spec_source, self.path)
         self.assumptions = [assumed] if assumed else []
         for line in self.assumptions:
