@@ -529,3 +529,15 @@ def test_metadata_names_for_another_head_are_ignored(tmp_path: Path) -> None:
     ob.set_metadata(tmp_path / "m.onnx", {"names": repr({0: "person", 1: "bicycle"})})
     model = quiet_load(tmp_path / "m.onnx")
     assert model.labels is None and model.spec_source["labels"] == "default"
+
+
+def test_spec_file_argument_names_another_file(tmp_path: Path) -> None:
+    weights = ob.linear_classifier(tmp_path / "m.onnx", height=4, width=4)
+    (tmp_path / "other.json").write_text(json.dumps({"value_range": [0, 255], "mean": 100.0, "std": 50.0}))
+    model = OnnxModel(tmp_path / "m.onnx", spec_file=tmp_path / "other.json")
+    assert model.spec_source["std"] == f"spec file {tmp_path / 'other.json'}" and model.assumptions == []
+    pixels = chelsea_crop(4, 4)[None]
+    close(model.predict(pixels), weights.logits(((pixels - 100.0) / 50.0).transpose(0, 3, 1, 2)), atol=1e-3)
+    with pytest.raises(SpecError, match="spec file not found") as error:
+        OnnxModel(tmp_path / "m.onnx", spec_file=tmp_path / "missing.json")
+    assert "beside the model" not in str(error.value)

@@ -150,6 +150,8 @@ def resolve_spec(
         try:
             beside = InputSpec.from_json(path)
         except SpecError as error:
+            if spec_file is not True:
+                raise
             raise SpecError(f"{error} (the spec file beside the model: fix or remove it, or give a spec)") from None
         layers.append(({name: getattr(beside, name) for name in beside.explicit},
                        {name: f"spec file {path}" for name in beside.explicit}))
