@@ -58,3 +58,9 @@ class ConstantMapWarning(UserWarning):
 class FirstFrameWarning(UserWarning):
     """An image file holds several frames or pages (animated GIF, APNG or WebP, multi-page TIFF): only the first
     is used; the message says how many there were."""
+
+
+class AssumedSpecWarning(UserWarning):
+    """A model's input normalisation (value range, mean, std) was assumed, not known: no spec, no spec file beside
+    the model and no metadata states it. Emitted once when the model is loaded; the message (one line, also in
+    ``model.assumptions``) says what was assumed and how to set it."""

@@ -367,3 +367,145 @@ def small_cnn(
     if "b1h" in weights:
         weights["b1"] = weights.pop("b1h")
     return SmallCNN(head, body, weights, activation)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models for the hardening tests: hard labels, metadata, huge declared inputs, custom ops, external data,
+# 5-D and several inputs, detector-like outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+def argmax_classifier(path: str | Path, height: int = 8, width: int = 8, n_classes: int = 5, seed: int = 5) -> Linear:
+    """NCHW image -> Flatten -> Gemm = "logits" -> ArgMax = "label" (int64). Outputs: "label" (output 0, the class
+    index) and "logits" (output 1)."""
+    rng = np.random.default_rng(seed)
+    weights = _weights(rng, n_classes, 3 * height * width, 0.05)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["logits"], transB=1),
+            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+        ],
+        "argmax_classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, height, width])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+         helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_classes])],
+        initializer=[numpy_helper.from_array(weights.W, "W"), numpy_helper.from_array(weights.b, "b")],
+    )
+    _save(_make_model(graph), path)
+    return weights
+
+
+def set_metadata(path: str | Path, props: dict[str, str]) -> Path:
+    """Write ``props`` into the ``metadata_props`` of the model at ``path`` (in place)."""
+    model = onnx.load(str(path))
+    helper.set_model_props(model, props)
+    return _save(model, path)
+
+
+def pooled_classifier(path: str | Path, height: int | str, width: int | str, n_classes: int = 3,
+                      seed: int = 6) -> Linear:
+    """NCHW image (fixed ``height`` x ``width``, or named dynamic dims) -> GlobalAveragePool -> Flatten -> Gemm: a
+    tiny file whatever size it declares. logits = W @ (per-channel mean of the input) + b."""
+    rng = np.random.default_rng(seed)
+    weights = _weights(rng, n_classes, 3, 1.0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["logits"], transB=1),
+        ],
+        "pooled_classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_classes])],
+        initializer=[numpy_helper.from_array(weights.W, "W"), numpy_helper.from_array(weights.b, "b")],
+    )
+    _save(_make_model(graph), path)
+    return weights
+
+
+def custom_op_classifier(path: str | Path, domain: str = "com.example", op: str = "MyOp") -> Path:
+    """NCHW 8x8 image -> ``domain``:``op`` (an op no runtime implements) -> GlobalAveragePool -> Flatten: 3 scores.
+    Saved without the checker (it does not know the op)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node(op, ["image"], ["custom"], domain=domain),
+            helper.make_node("GlobalAveragePool", ["custom"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["logits"], axis=1),
+        ],
+        "custom_op_classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(domain, 1)])
+    model.ir_version = 8
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def external_data_classifier(path: str | Path, location: str = "weights.bin", height: int = 8, width: int = 8,
+                             n_classes: int = 4, seed: int = 7) -> Linear:
+    """The linear classifier with its weights W and b in the external file ``location`` beside the model."""
+    path = Path(path)
+    weights = linear_classifier(path, height, width, n_classes, seed=seed)
+    model = onnx.load(str(path))
+    onnx.save_model(model, str(path), save_as_external_data=True, location=location, size_threshold=0)
+    return weights
+
+
+def five_d_classifier(path: str | Path, n_classes: int = 3, seed: int = 8) -> Linear:
+    """A clip input (N, 3, 2, 4, 4) (channels, frames, height, width) -> Flatten -> Gemm."""
+    rng = np.random.default_rng(seed)
+    weights = _weights(rng, n_classes, 3 * 2 * 4 * 4, 1.0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["clip"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["logits"], transB=1),
+        ],
+        "five_d_classifier",
+        [helper.make_tensor_value_info("clip", TensorProto.FLOAT, ["N", 3, 2, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_classes])],
+        initializer=[numpy_helper.from_array(weights.W, "W"), numpy_helper.from_array(weights.b, "b")],
+    )
+    _save(_make_model(graph), path)
+    return weights
+
+
+def two_input_model(path: str | Path, n_classes: int = 3, seed: int = 9) -> Path:
+    """An NCHW 8x8 image and a 2-vector "scale" (N, 1): logits = Gemm(Flatten(image)) * scale."""
+    rng = np.random.default_rng(seed)
+    weights = _weights(rng, n_classes, 3 * 8 * 8, 0.05)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["raw"], transB=1),
+            helper.make_node("Mul", ["raw", "scale"], ["logits"]),
+        ],
+        "two_input_model",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8]),
+         helper.make_tensor_value_info("scale", TensorProto.FLOAT, ["N", 1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_classes])],
+        initializer=[numpy_helper.from_array(weights.W, "W"), numpy_helper.from_array(weights.b, "b")],
+    )
+    return _save(_make_model(graph), path)
+
+
+def detector_like(path: str | Path, size: int = 16, n_values: int = 9, seed: int = 10) -> Path:
+    """A YOLOv8-style head: NCHW image (dynamic size "H" x "W" when ``size`` is 0) -> Conv 1x1 (3 -> ``n_values``
+    = 4 box values + 5 classes) -> Reshape to (N, n_values, H*W): one column per candidate, not class scores."""
+    rng = np.random.default_rng(seed)
+    kernel = rng.standard_normal((n_values, 3, 1, 1)).astype(np.float32)
+    side: int | str = size if size else "H"
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["images", "K"], ["maps"]),
+            helper.make_node("Reshape", ["maps", "shape"], ["output0"]),
+        ],
+        "detector_like",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, side, side if size else "W"])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, n_values, "anchors"])],
+        initializer=[numpy_helper.from_array(kernel, "K"),
+                     numpy_helper.from_array(np.array([0, n_values, -1], np.int64), "shape")],
+    )
+    return _save(_make_model(graph), path)

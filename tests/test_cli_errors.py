@@ -195,6 +195,8 @@ def test_a_constant_map_gives_one_warning_line(files: dict, tmp_path: Path) -> N
     """A model whose scores ignore the image (zero weights) gives occlusion a constant map: the files are still
     written, exit code 0, and stderr holds one warning line saying so (not Python's two-line warning format)."""
     ob.linear_classifier(tmp_path / "flat.onnx", SIZE, SIZE, N_CLASSES, seed=11, scale=0.0)
+    # the normalisation is stated beside the model, so that the only warning is the constant map's
+    (tmp_path / "flat.spec.json").write_text('{"value_range": [0, 1], "mean": 0, "std": 1}')
     out = tmp_path / "results"
     result = subprocess.run([sys.executable, "-m", "blackbox_xai.cli", "explain", str(tmp_path / "flat.onnx"),
                              str(files["root"] / "img.png"), "--method", "occlusion",

@@ -50,6 +50,7 @@ class Model(ABC):
         self.batch_size = int(batch_size)
         self.labels = _read_labels(labels if labels is not None else spec.labels)
         self.output_kind = "logits"
+        self.assumptions: list[str] = []  # one line per assumption about the input (see model.resolve)
         self.forward_passes = 0
         self.forward_seconds = 0.0
         self.session_seconds = 0.0

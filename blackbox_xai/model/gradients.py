@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import GradientUnavailableError, ModelError, ParameterError, ScoreError
 from .preprocess import PIXEL_FEED
-from .session import ORT_DTYPES, first_line
+from .diagnose import explain_error
+from .session import ORT_DTYPES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .onnx_model import OnnxModel
@@ -52,7 +53,7 @@ class _GradientModel:
         try:
             return self.session.run(self.outputs, {self.feed: inputs, "seed": seed})
         except Exception as error:  # onnxruntime raises its own exception types
-            raise ModelError(f"onnxruntime failed to run the gradient model: {first_line(error)}") from None
+            raise ModelError(f"onnxruntime failed to run the gradient model: {explain_error(error, 'run', True)}") from None
 
 
 def gradient_model(model: OnnxModel, tensors: tuple[str, ...], rules: str, params: dict[str, Any],

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import GradientUnavailableError, ModelError, ParameterError
 from ..graph.head import AffineHead, logits_tensor, read_affine_head
-from .session import first_line
+from .diagnose import explain_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from .onnx_model import OnnxModel
@@ -183,7 +183,7 @@ class LayerModel:
         try:
             logits, grad = session.run(outputs, feeds)
         except Exception as error:  # onnxruntime raises its own exception types
-            raise ModelError(f"onnxruntime failed on the head's gradient model: {first_line(error)}") from None
+            raise ModelError(f"onnxruntime failed on the head's gradient model: {explain_error(error, 'run', True)}") from None
         seconds = time.perf_counter() - began
         self._count_head(1, seconds)
         self.model.backward_passes += 1
@@ -223,7 +223,7 @@ class LayerModel:
         try:
             return session.run(outputs, feeds)
         except Exception as error:  # onnxruntime raises its own exception types
-            raise ModelError(f"onnxruntime failed on the split model: {first_line(error)}") from None
+            raise ModelError(f"onnxruntime failed on the split model: {explain_error(error, 'run', True)}") from None
 
 
 def _tile(value: np.ndarray, count: int) -> np.ndarray:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import GradientUnavailableError, ModelError, SpecError
+from ..errors import AssumedSpecWarning, GradientUnavailableError, ModelError, SpecError
 from . import capabilities
 from .base import Model
+from .diagnose import check_model_file, explain_error
 from .gradients import PIXELS, _GradientModel, exact_gradient, gradient_model
+from .limits import check_input_size, chunk_size, input_pixel_budget
+from .resolve import assumption_line, complete_sources, metadata_labels, resolve_spec
 from .session import ORT_DTYPES, create_session, first_line
 from .spec import GraphInput, InputSpec
 
@@ -30,14 +34,18 @@ class OnnxModel(Model):
     ----------
     path : the .onnx file (external data next to it is found by onnxruntime), or an in-memory
         ``onnx.ModelProto`` (e.g. an edited graph).
-    spec : what the graph does not say (mean/std, value range, channel order...); the rest is inferred.
+    spec : what the graph does not say (mean/std, value range, channel order...); the rest is inferred. Fields the
+        spec does not give explicitly come from the spec file beside the model (``<model>.spec.json``), then the
+        model's ``metadata_props``, then the graph, then defaults (:mod:`blackbox_xai.model.resolve`);
+        ``spec_source`` says where each came from.
     providers : "cpu" (default), "cuda", or a list of onnxruntime providers: names, or (name, options) pairs.
         "cuda" runs the CUDA provider in exact float32, TF32 off (``use_tf32: 0``): with TF32, measured on an
         H100 with EfficientNet-Lite0, logits differ from the CPU's by 1% of their standard deviation and input
         gradients by up to 22% of their largest value (cosine 0.990), for about 9% less onnxruntime time. To
         accept that, pass ``[("CUDAExecutionProvider", {"use_tf32": "1"}), "CPUExecutionProvider"]``.
-    batch_size : images per onnxruntime call (default 32). Models exported with a fixed batch of 1 are run one
-        image at a time whatever this says.
+    batch_size : images per onnxruntime call (default 32), lowered so that one call's input stays within
+        :data:`~blackbox_xai.model.limits.CHUNK_BYTES`. Models exported with a fixed batch of 1 are run one image at
+        a time whatever this says.
     labels : class names (a list or a text file, one per line); default: the spec's ``labels``.
     optimize : onnxruntime graph optimisations (default True; turn off for exact numerical comparisons).
     threads : intra-op threads (default: onnxruntime's choice, all cores).
@@ -45,6 +53,17 @@ class OnnxModel(Model):
     dynamic_batch : for a model exported with a fixed batch of 1, rewrite the graph so that it takes any batch
         (:func:`blackbox_xai.graph.dynamic_batch`), kept only when a 2-image batch matches per-image runs; else
         the images are run one at a time (default True). ``batch_rewrite`` says what happened.
+    spec_file : True (default) reads ``<model>.spec.json`` beside the model when it exists; False ignores it; a
+        path reads that file instead.
+    max_input_pixels : the largest model input (height x width) accepted, checked before anything is allocated
+        (default: ``$BLACKBOX_XAI_MAX_INPUT_PIXELS``, else 4096 x 4096; :mod:`blackbox_xai.model.limits`).
+
+    Attributes set at load: ``spec`` (the resolved spec), ``spec_source`` (field -> "caller", "spec file PATH",
+    "metadata KEY", "graph", "default", "uint8 input" or "assumed"), ``assumptions`` (one line when the
+    normalisation was assumed, also emitted once as an :class:`~blackbox_xai.errors.AssumedSpecWarning`).
+    Loading refuses, in one line naming the cause, the remedy and whose fault it is: custom-domain ops, external
+    data missing or outside the model's folder, an input above ``max_input_pixels``, a spec dtype that contradicts
+    the graph, and a score output that is not float scores (a class index from ArgMax, a map or a sequence).
 
     Exact gradients (:meth:`gradient`) come from a backward graph of ordinary ONNX ops run by the same onnxruntime;
     ``backward_passes`` counts the images whose gradient was computed (each also counts as a forward pass) and
@@ -62,6 +81,8 @@ class OnnxModel(Model):
         threads: int | None = None,
         output_kind: str | None = None,
         dynamic_batch: bool = True,
+        spec_file: bool | str | Path = True,
+        max_input_pixels: int | None = None,
     ) -> None:
         if isinstance(path, (str, Path)):
             self.path: Path | None = Path(path)
@@ -71,15 +92,20 @@ class OnnxModel(Model):
             self.path, proto = None, path
             source = proto.SerializeToString()
         self._source = source
-        spec = spec or InputSpec()
-        self._graph_summary = _graph_summary(proto, str(self.path or "model"))
+        name = str(self.path or "model")
+        self._graph_summary = _graph_summary(proto, name)
+        check_model_file(proto, self.path, name)
+        props = {prop.key: prop.value for prop in proto.metadata_props}
         del proto
+        spec, sources = resolve_spec(spec or InputSpec(), self.path, props, spec_file)
         self._session_settings = (providers, optimize, threads)
-        self.session = self.make_session(source)
+        self.session = self.make_session(source, built=False)
         graph_input = self._choose_input(spec)
         spec = spec.merged_with_graph(graph_input)
+        check_input_size(spec.size, spec.channels, name, input_pixel_budget(max_input_pixels))
         self.output_name = self._choose_output(spec.output)
-        super().__init__(spec, batch_size, labels)
+        super().__init__(spec, chunk_size(int(batch_size), spec.size, spec.channels), labels)
+        self.spec_source: dict[str, str] = complete_sources(spec, sources)
         self.fixed_batch = graph_input.fixed_batch
         if self.fixed_batch not in (None, 1):
             raise ModelError(f"model input has a fixed batch of {self.fixed_batch}; only 1 or dynamic is supported")
@@ -90,12 +116,20 @@ class OnnxModel(Model):
         producer_op = self._graph_summary["output_producers"].get(self.output_name)
         declared = output_kind or ("probabilities" if producer_op == "Softmax" else None)
         self._probe(declared)
+        named = metadata_labels(props) if self.labels is None else None
+        if named is not None and len(named) == self.n_classes:  # names for another head (a detector's) are ignored
+            self.labels, self.spec_source["labels"] = named, "metadata names"
+        assumed = assumption_line(spec, self.spec_source, self.path)
+        self.assumptions = [assumed] if assumed else []
+        for line in self.assumptions:
+            warnings.warn(line, AssumedSpecWarning, stacklevel=2)
 
-    def make_session(self, source: str | bytes | Any) -> Any:
+    def make_session(self, source: str | bytes | Any, built: bool = True) -> Any:
         """An onnxruntime session for ``source`` (a path, serialised bytes or a ModelProto) with this model's
-        providers, optimisation level and threads."""
+        providers, optimisation level and threads. ``built`` (default True): a graph blackbox-xai built from the
+        model (gradient, head...), whose load failures are blackbox-xai's fault; False for the model itself."""
         providers, optimize, threads = self._session_settings
-        return create_session(source, str(self.path or "model"), providers, optimize, threads)
+        return create_session(source, str(self.path or "model"), providers, optimize, threads, built=built)
 
     def capability_gap(self, capability: str) -> str | None:
         """Scores and layers always; exact gradients when the input is float and every op on the path from the
@@ -210,7 +244,7 @@ class OnnxModel(Model):
         try:
             return self.session.run([self.output_name], {self.spec.input: inputs})[0]
         except Exception as error:  # onnxruntime raises its own exception types
-            raise ModelError(f"onnxruntime failed to run the model: {first_line(error)}") from None
+            raise ModelError(f"onnxruntime failed to run the model: {explain_error(error, 'run')}") from None
         finally:
             self.session_seconds += time.perf_counter() - began
 
@@ -244,10 +278,26 @@ class OnnxModel(Model):
             index = int(output)
             if not 0 <= index < len(names):
                 raise SpecError(f"model has {len(names)} outputs; output index {index} is out of range")
+            self._refuse_non_scores(names[index])
             return names[index]
         if output not in names:
             raise SpecError(f"model has no output {output!r}; its outputs are {names}")
+        self._refuse_non_scores(output)
         return output
+
+    def _refuse_non_scores(self, name: str) -> None:
+        """Refuse an output that is not float class scores: a class index (int64/int32, e.g. from ArgMax), or a
+        sequence or map (e.g. a ZipMap of probabilities)."""
+        outputs = {o.name: o.type for o in self.session.get_outputs()}
+        kind = outputs[name]
+        if kind.startswith("tensor(") and "int" not in kind and kind not in ("tensor(bool)", "tensor(string)"):
+            return
+        floats = [n for n, t in outputs.items() if t in ("tensor(float)", "tensor(float16)", "tensor(double)")]
+        hint = (f"choose a score output with the spec key 'output' (this model's float outputs: "
+                f"{', '.join(floats)})" if floats else "this model has no float output to explain")
+        what = ("a class index (e.g. from ArgMax), not a score: a method that measures how a score changes "
+                "sees nothing in an index" if "int" in kind else "not a tensor of class scores")
+        raise ModelError(f"output {name!r} is {kind.replace('tensor(', '').rstrip(')')}: {what}; {hint}")
 
     def proto(self) -> Any:
         """The model's graph as a fresh ``onnx.ModelProto`` (edit it freely: the session is not affected)."""
@@ -258,7 +308,8 @@ class OnnxModel(Model):
         return onnx.load(self._source)
 
     def info(self) -> dict[str, Any]:
-        """Inputs, outputs, opset, producer, op histogram and the resolved input spec."""
+        """Inputs, outputs, opset, producer, op histogram, the resolved input spec, where each of its values came
+        from and what was assumed (see :func:`blackbox_xai.model.describe` for any ONNX file)."""
         summary = dict(self._graph_summary)
         summary.pop("output_producers")
         return {
@@ -269,6 +320,8 @@ class OnnxModel(Model):
             "classes": self.n_classes,
             "output_kind": self.output_kind,
             "spec": self.spec.to_dict(),
+            "spec_source": dict(self.spec_source),
+            "assumptions": list(self.assumptions),
         }
 
 

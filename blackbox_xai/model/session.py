@@ -14,6 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from ..errors import ModelError
+from .diagnose import explain_error
 
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
 """onnxruntime's element type names to numpy's, for the types a model input can have."""
@@ -75,13 +76,17 @@ def create_session(
     optimize: bool = True,
     threads: int | None = None,
     memory_arena: bool = True,
+    built: bool = False,
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``source`` (a path, serialised bytes or an ``onnx.ModelProto``).
 
     ``providers`` as :func:`resolve_providers` takes them (default CPU); ``optimize``, ``threads`` and
-    ``memory_arena`` as :func:`session_options`. ``name`` names the model in error messages. Raises
-    :class:`~blackbox_xai.errors.ModelError` when onnxruntime cannot load the model, and when "cuda" was asked for
-    and the CUDA provider did not start (onnxruntime would otherwise fall back to the CPU silently).
+    ``memory_arena`` as :func:`session_options`. ``name`` names the model in error messages; ``built`` (default
+    False) says that blackbox-xai built the graph from a model (a gradient or head graph), so that a failure to load
+    it is reported as blackbox-xai's fault. Raises :class:`~blackbox_xai.errors.ModelError` when onnxruntime cannot
+    load the model (one line: onnxruntime's first line, then the cause, the remedy and whose fault it is, see
+    :func:`~blackbox_xai.model.diagnose.explain_error`), and when "cuda" was asked for and the CUDA provider did not
+    start (onnxruntime would otherwise fall back to the CPU silently).
     """
     import onnxruntime as ort
 
@@ -95,7 +100,7 @@ def create_session(
         with contextlib.redirect_stdout(printed):
             session = ort.InferenceSession(source, sess_options=options, providers=chosen)
     except Exception as error:  # onnxruntime raises its own exception types
-        raise ModelError(f"onnxruntime cannot load {name}: {first_line(error)}") from None
+        raise ModelError(f"onnxruntime cannot load {name}: {explain_error(error, 'load', built)}") from None
     if providers == "cuda" and CUDA not in session.get_providers():
         found = re.search(r"CUDA failure \d+: [^;\n]*", printed.getvalue())
         reason = (found.group(0).strip() if found

@@ -8,12 +8,15 @@ supplies the rest from Python arguments, CLI flags or a JSON file (:meth:`InputS
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError
+import numpy as np
+
+from ..errors import ParameterError, SpecError
 
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -38,11 +41,17 @@ class InputSpec:
     size : model (height, width); None = the graph's fixed size.
     layout : "NCHW" or "NHWC"; None = inferred from a channel dimension of 1 or 3.
     channel_order : "RGB" (default) or "BGR".
-    value_range : (0, 1) or (0, 255): what 8-bit pixels are scaled to before mean/std. Default (0, 1).
+    value_range : (0, 1) or (0, 255): what 8-bit pixels are scaled to before mean/std. Default (0, 1) for a float
+        input, (0, 255) for a uint8 input (bytes: scaled to 0..1 they would be a black image).
     mean, std : per-channel statistics in ``value_range`` units; default 0 and 1 (no normalisation).
-    dtype : "float32", "float16" or "uint8"; None = the graph's element type.
+    dtype : "float32", "float16" or "uint8"; None = the graph's element type. A dtype given explicitly must match
+        the graph's (a contradiction is a :class:`~blackbox_xai.errors.SpecError`).
     labels : optional path to a text file of class names, one per line.
     channels : 3 for colour models, 1 for grayscale models (inferred from the graph).
+
+    The fields given to the constructor (and not None) count as explicit: inference, a spec file beside the model
+    and the model's metadata never override them (see :mod:`blackbox_xai.model.resolve`). An unknown keyword is a
+    :class:`~blackbox_xai.errors.ParameterError`; a value of the wrong kind a :class:`SpecError`.
     """
 
     input: str | None = None
@@ -60,8 +69,15 @@ class InputSpec:
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        try:
+            self._check_fields()
+        except (TypeError, ValueError) as error:  # a value of the wrong type, e.g. size="big" or mean="x"
+            raise SpecError(f"invalid spec value ({error}); see InputSpec's fields") from None
+
+    def _check_fields(self) -> None:
         if self.size is not None:
-            if len(self.size) != 2 or any(int(s) <= 0 for s in self.size):
+            if (isinstance(self.size, (str, bytes)) or len(self.size) != 2
+                    or any(isinstance(s, bool) or float(s) != int(s) or int(s) <= 0 for s in self.size)):
                 raise SpecError(f"spec size must be [height, width] of positive integers, got {list(self.size)}")
             object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
         if self.layout is not None and self.layout.upper() not in LAYOUTS:
@@ -89,6 +105,8 @@ class InputSpec:
             raise SpecError("spec std must not contain zeros")
         if self.channels not in (1, 3):
             raise SpecError(f"a model image input has 1 or 3 channels, got {self.channels}")
+        if not all(np.isfinite(v) for v in (*self.mean, *self.std)):
+            raise SpecError("spec mean and std must be finite numbers")
 
     def replace(self, **changes: Any) -> "InputSpec":
         """A copy with some fields changed; changed fields count as explicit."""
@@ -150,6 +168,13 @@ class InputSpec:
         values: dict[str, Any] = {}
         if "input" not in self.explicit or self.input is None:
             values["input"] = graph_input.name
+        if len(graph_input.dims) != 4:
+            what = {5: " (a video or a volume?)", 2: " (a feature vector?)"}.get(len(graph_input.dims), "")
+            raise SpecError(
+                f"input {graph_input.name!r} has shape {graph_input.shape_text}: not an image input; it has "
+                f"{len(graph_input.dims)} dimensions{what} and blackbox-xai explains models whose image input has 4 "
+                "(batch, channels, height, width in either layout)"
+            )
         layout = self.layout if "layout" in self.explicit else graph_input.layout
         if layout is None:
             raise SpecError(
@@ -160,11 +185,6 @@ class InputSpec:
         channel_axis = 1 if layout == "NCHW" else 3
         spatial_axes = (2, 3) if layout == "NCHW" else (1, 2)
         dims = graph_input.dims
-        if len(dims) != 4:
-            raise SpecError(
-                f"input {graph_input.name!r} has shape {graph_input.shape_text}: not an image input "
-                "(expected 4 dimensions, batch x channels x height x width)"
-            )
         channels = dims[channel_axis]
         if isinstance(channels, int):
             if channels not in (1, 3):
@@ -187,6 +207,11 @@ class InputSpec:
                 f"input {graph_input.name!r} has no fixed size ({graph_input.shape_text}); give size [H, W] in the "
                 "spec (--spec FILE or InputSpec(size=...))"
             )
+        if "dtype" in self.explicit and self.dtype is not None and self.dtype != graph_input.dtype:
+            raise SpecError(
+                f"spec dtype {self.dtype} contradicts the graph: input {graph_input.name!r} takes "
+                f"{graph_input.dtype}; remove dtype from the spec (it follows the graph) or fix it"
+            )
         if "dtype" not in self.explicit or self.dtype is None:
             if graph_input.dtype not in DTYPES:
                 raise SpecError(
@@ -194,10 +219,35 @@ class InputSpec:
                     f"(supported: {', '.join(DTYPES)})"
                 )
             values["dtype"] = graph_input.dtype
+        if values.get("dtype", self.dtype) == "uint8" and "value_range" not in self.explicit:
+            values["value_range"] = (0.0, 255.0)  # a uint8 input holds bytes: 0..1 would be a black image
         merged = dataclasses.replace(self, **values)
         if merged.dtype == "uint8" and (any(m != 0 for m in merged.mean) or any(s != 1 for s in merged.std)):
             raise SpecError("a uint8 model input cannot take mean/std normalisation; remove mean and std")
         return merged
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(InputSpec))
+_dataclass_init = InputSpec.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self: InputSpec, *args: Any, **kwargs: Any) -> None:
+    """The dataclass's ``__init__``, with an unknown keyword refused as a :class:`ParameterError` (not a raw
+    TypeError) and the fields given (not None) remembered as explicit when ``explicit`` is not passed."""
+    unknown = sorted(set(kwargs) - set(_FIELDS))
+    if unknown:
+        raise ParameterError(f"InputSpec has no field {', '.join(map(repr, unknown))}; its fields are "
+                             f"{', '.join(_FIELDS[:-1])}")
+    if len(args) > len(_FIELDS) - 1:
+        raise ParameterError(f"InputSpec takes at most {len(_FIELDS) - 1} positional values, got {len(args)}")
+    if "explicit" not in kwargs:
+        given = {**dict(zip(_FIELDS, args)), **kwargs}
+        kwargs["explicit"] = frozenset(name for name, value in given.items() if value is not None)
+    _dataclass_init(self, *args, **kwargs)
+
+
+InputSpec.__init__ = _init  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
