@@ -18,7 +18,7 @@ from .explanation import Explanation
 from .image import ImageSource, load_image
 from .methods import applicability, list_methods, make_method
 from .methods.base import Progress
-from .model import CallableModel, InputSpec, Model, OnnxModel
+from .model import CallableModel, InputSpec, Model, OnnxModel, describe, format_description
 from .targets import TargetLike
 
 __version__ = "0.1.0"
@@ -61,6 +61,8 @@ __all__ = [
     "Model",
     "OnnxModel",
     "applicability",
+    "describe",
+    "format_description",
     "evaluate",
     "evaluation",
     "explain",

@@ -118,12 +118,34 @@ def test_bad_input_gives_one_error_line(files: dict, tmp_path: Path, case: str) 
 
 
 def test_info_on_a_bad_model_gives_one_error_line(files: dict) -> None:
-    for model in ("truncated.onnx", "vector.onnx", "nan.onnx", "missing.onnx"):
+    for model in ("truncated.onnx", "missing.onnx"):
         result = run_cli("info", model, "--json", cwd=files["root"])
         assert result.returncode == 1
         assert result.stdout == ""
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("blackbox-xai: error: "), result.stderr
+
+
+def test_info_describes_an_onnx_file_it_cannot_explain(files: dict) -> None:
+    """A valid ONNX file that is not an explainable image classifier is described, with one line saying why not
+    (issue 13: info describes any ONNX file); only a missing or corrupt file is an error."""
+    for model, why in (("vector.onnx", "not an image"), ("nan.onnx", "NaN")):
+        result = run_cli("info", model, "--json", cwd=files["root"])
+        assert result.returncode == 0, result.stderr
+        described = json.loads(result.stdout)
+        assert described["explainable"] is False and why in described["reason"], described["reason"]
+        text = run_cli("info", model, cwd=files["root"])
+        assert text.returncode == 0 and any(line.startswith("explain   no: ") for line in text.stdout.splitlines())
+
+
+def test_info_says_which_methods_apply(files: dict) -> None:
+    result = run_cli("info", files["root"] / "linear.onnx", "--json")
+    info = json.loads(result.stdout)
+    assert info["capabilities"]["scores"] is None and info["capabilities"]["input-gradients"] is None
+    assert info["methods"]["rise"] is None and info["methods"]["gradcam"] is None and info["methods"]["saliency"] is None
+    text = run_cli("info", files["root"] / "linear.onnx").stdout
+    methods_line = next(line for line in text.splitlines() if line.startswith("methods "))
+    assert {"rise", "occlusion", "gradcam", "saliency"} <= set(methods_line[len("methods"):].replace(",", " ").split())
 
 
 def test_bad_command_line_is_one_line_with_a_hint(files: dict, tmp_path: Path) -> None:

@@ -249,7 +249,28 @@ def _table(header: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    info = load_model_from_args(args).info()
+    """Describe the model: as a classifier when it loads as one (inputs, outputs, classes, the resolved spec and
+    where each value came from, what it offers and which methods apply); any other ONNX file is described as it
+    is, with one line saying why blackbox-xai cannot explain it (exit 0: the description is the answer). A spec the
+    caller gave that contradicts the model stays an error (exit 1)."""
+    from ..errors import SpecError
+    from ..methods import applicability
+    from ..model import describe, format_description
+    from ..model.capabilities import CAPABILITIES
+    from .options import spec_from_args
+
+    try:
+        model = load_model_from_args(args)
+    except BlackboxError as error:
+        spec = spec_from_args(args)
+        if isinstance(error, SpecError) and spec is not None:
+            raise  # the caller's own spec or flags contradict the model
+        description = describe(args.model, spec=spec, providers=args.provider, methods=applicability)
+        print(json.dumps(description, indent=2) if args.json else format_description(description))
+        return 0
+    info = model.info()
+    info["capabilities"] = {name: model.capability_gap(name) for name in CAPABILITIES}
+    info["methods"] = applicability(model)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -264,6 +285,21 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"nodes     {info['nodes']}: " + ", ".join(f"{op} {n}" for op, n in info["ops"].items()))
     spec = {k: v for k, v in info["spec"].items() if v is not None}
     print("spec      " + json.dumps(spec))
+    sources: dict[str, list[str]] = {}
+    for name, source in info["spec_source"].items():
+        sources.setdefault(source, []).append(name)
+    print("from      " + "; ".join(f"{source}: {', '.join(names)}" for source, names in sources.items()))
+    for line in info["assumptions"]:
+        print(f"warning   {line}")
+    print("offers    " + ", ".join(name for name, gap in info["capabilities"].items() if gap is None))
+    for name, gap in info["capabilities"].items():
+        if gap is not None:
+            print(f"lacks     {name}: {gap}")
+    applicable = [name for name, reason in info["methods"].items() if reason is None]
+    print("methods   " + (", ".join(applicable) or "none"))
+    for name, reason in info["methods"].items():
+        if reason is not None:
+            print(f"not       {name}: {reason}")
     return 0
 
 
