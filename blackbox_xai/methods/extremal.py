@@ -183,7 +183,7 @@ class ExtremalPerturbation(Method):
     parameter_constraints = {
         "areas": P.SequenceOf(P.Interval(0.0, 1.0, closed="neither"), scalar=True),
         "variant": P.Options(*VARIANTS),
-        "iterations": P.Int(1),
+        "iterations": P.Budget(),
         "learning_rate": P.Interval(0.0, None, closed="neither"),
         "step": P.Interval(0.0, None, closed="neither"),
         "sigma": P.Interval(0.0, None, closed="neither"),

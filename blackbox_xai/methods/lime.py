@@ -89,7 +89,7 @@ class LIME(Method):
     family = "perturbation"
     stochastic = True
     parameter_constraints = {
-        "n_samples": P.Int(2),
+        "n_samples": P.Budget(2),
         "segmentation": P.Options(*SEGMENTATIONS),
         "segmentation_params": P.Optional(P.Dict()),
         "fill": P.Options(*FILLS),

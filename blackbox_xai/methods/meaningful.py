@@ -59,7 +59,7 @@ class MeaningfulPerturbation(Method):
     family = "optimisation"
     stochastic = True
     parameter_constraints = {
-        "iterations": P.Int(1),
+        "iterations": P.Budget(),
         "learning_rate": P.Interval(0.0, None, closed="neither"),
         "mask_size": P.Int(1),
         "l1": P.Optional(P.Interval(0.0, None)),

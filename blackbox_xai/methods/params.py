@@ -83,6 +83,50 @@ class Int(Constraint):
         return examples
 
 
+MAX_PASSES_ENV = "BLACKBOX_XAI_MAX_PASSES"
+DEFAULT_MAX_PASSES = 1_000_000
+
+
+def pass_limit() -> int:
+    """The largest pass budget a method accepts: ``BLACKBOX_XAI_MAX_PASSES`` when set (a positive integer), else
+    :data:`DEFAULT_MAX_PASSES` (a million forward passes: hours on a CPU for an ImageNet-sized model). A budget
+    over it is refused before any work rather than left to run for days."""
+    import os
+
+    text = os.environ.get(MAX_PASSES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PASSES
+    try:
+        value = float(text)
+        if not (math.isfinite(value) and value >= 1 and value.is_integer()):
+            raise ValueError
+        return int(value)
+    except ValueError:
+        raise ParameterError(f"{MAX_PASSES_ENV}={text!r} is not a positive integer; unset it for the default "
+                             f"limit of {DEFAULT_MAX_PASSES:,} passes") from None
+
+
+class Budget(Int):
+    """A pass budget (masks, samples, steps, iterations): an integer in [``low``, :func:`pass_limit`]. The upper
+    bound is read when a value is checked, so ``BLACKBOX_XAI_MAX_PASSES`` raises it for a run that needs more."""
+
+    def __init__(self, low: int = 1) -> None:
+        super().__init__(low, None)
+
+    def convert(self, value: Any) -> int:
+        self.high = pass_limit()
+        return super().convert(value)
+
+    def describe(self) -> str:
+        limit = pass_limit()
+        return (f"an integer in [{self.low}, {limit:,}] (a pass budget; set {MAX_PASSES_ENV} to allow more than "
+                f"{limit:,})")
+
+    def invalid_examples(self) -> list[Any]:
+        self.high = pass_limit()
+        return super().invalid_examples()
+
+
 class Interval(Constraint):
     """A real number in an interval; ``closed`` is "both", "left", "right" or "neither" (which ends belong to it;
     an end that is None is open and unbounded). NaN, infinities, booleans and strings are refused."""
