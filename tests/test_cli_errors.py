@@ -300,3 +300,17 @@ def test_info_applies_the_spec_file(files: dict, tmp_path: Path) -> None:
                      "--labels", tmp_path / "names.txt", cwd=files["root"])
     assert result.returncode == 1
     assert result.stderr.startswith("blackbox-xai: error: labels file has 3 names but the model has 6 outputs")
+
+
+def test_evaluate_writes_what_succeeded_and_lists_the_failures(files: dict, tmp_path: Path) -> None:
+    """One method failing (RISE's black fill makes the model's scores NaN) does not lose the other method's rows:
+    they are written, the failure is one line at the end, exit 1."""
+    out = tmp_path / "report"
+    result = run_cli("evaluate", "nan_when_dark.onnx", "img.png", "--method", "rise,random", "--seed", "0",
+                     "--param", "rise.fill=black", "--param", "rise.n_masks=20", "--metric", "sparseness",
+                     "--out", out, cwd=files["root"])
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "1 of 2 explanations failed (img rise)" in lines[0] and "NaN" in lines[0], lines
+    rows = json.loads((out / "evaluation.json").read_text())
+    assert [row["method"] for row in rows] == ["random"] and 0.0 <= rows[0]["sparseness"] <= 1.0

@@ -158,7 +158,8 @@ def raise_failures(failures: list[Failure], total: int) -> None:
         raise BlackboxError(failures[0].error)
     which = ", ".join(f"{f.name} {f.method}" for f in failures[:4]) + (", ..." if len(failures) > 4 else "")
     first = failures[0]
-    raise BlackboxError(f"{len(failures)} of {total} explanations failed ({which}); the others were written; "
+    written = "; the others were written" if len(failures) < total else ""
+    raise BlackboxError(f"{len(failures)} of {total} explanations failed ({which}){written}; "
                         f"{first.name} {first.method}: {first.error}")
 
 
@@ -213,17 +214,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
     methods, paths, stems, model, target = _methods_and_model(args)
     masks = _masks_for(paths, stems, args.mask)
     decoded = decode_images(paths)
-    rows = []
-    for path, image, mask in zip(paths, decoded, masks):
+    rows: list[dict[str, Any]] = []
+    failures: list[Failure] = []
+    for path, stem, image, mask in zip(paths, stems, decoded, masks):
         if mask is not None:  # decoded once for all the methods
             shape = image.shape[:2] if isinstance(image, np.ndarray) else load_image(path).shape[:2]
             mask = load_mask(mask, shape)
         for method in methods:
-            with _progress_bar(f"{path.stem} {method.name}") as progress:
-                explanation = method.explain(model, image, target=target, progress=progress)
-            scores = evaluate(model, image, explanation, metrics=metrics, mask=mask)
+            explanation = _explain_one(method, model, image, target, stem, failures)
+            if explanation is None:
+                continue
+            try:
+                scores = evaluate(model, image, explanation, metrics=metrics, mask=mask)
+            except BlackboxError as error:
+                failures.append(Failure(stem, method.name, str(error)))
+                continue
             rows.append({"image": str(path), "method": method.name, "target": json.dumps(explanation.target),
                          **{m: scores[m] for m in metrics}})
+    if not rows:
+        raise_failures(failures, len(paths) * len(methods))
     out = Path(args.out)
     header = ["image", "method", "target", *metrics]
     csv_lines = [",".join(header)] + [",".join(_csv_field(row[h]) for h in header) for row in rows]
@@ -231,6 +240,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                       out / "evaluation.json": json.dumps(rows, indent=2).encode()})
     print(_table(header, rows))
     print(f"wrote {out / 'evaluation.csv'} and {out / 'evaluation.json'}")
+    raise_failures(failures, len(paths) * len(methods))  # the rows that succeeded are written; exit 1 for the rest
     return 0
 
 
