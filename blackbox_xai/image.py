@@ -22,7 +22,6 @@ Reading a file (:func:`load_image`):
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import warnings
@@ -32,7 +31,8 @@ from typing import Union
 import cv2
 import numpy as np
 
-from .errors import FirstFrameWarning, ImageError, ParameterError
+from .errors import FirstFrameWarning, ImageError
+from .limits import positive_limit
 
 ImageSource = Union[str, Path, np.ndarray]
 
@@ -75,20 +75,7 @@ def load_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray
 def pixel_budget(max_pixels: int | None = None) -> int:
     """The pixel budget for image files: ``max_pixels`` if given, else ``$BLACKBOX_XAI_MAX_PIXELS``, else
     :data:`DEFAULT_MAX_PIXELS`. A value that is not a positive integer is a :class:`ParameterError`."""
-    if max_pixels is not None:
-        if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
-            raise ParameterError(f"max_pixels must be a positive integer (width x height), got {max_pixels!r}")
-        return int(max_pixels)
-    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_PIXELS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (1 <= value <= 2**62 and value == int(value)):  # NaN and infinity fail the range test first
-        raise ParameterError(f"{MAX_PIXELS_ENV} must be a positive integer number of pixels, got {text!r}")
-    return int(value)
+    return positive_limit(max_pixels, "max_pixels", MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, "pixels")
 
 
 def refuse_url(text: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..errors import ParameterError
+from ..limits import positive_limit
 from ..model.base import SCORE_KINDS
 from .fill import FILLS
 
@@ -91,19 +92,7 @@ def pass_limit() -> int:
     """The largest pass budget a method accepts: ``BLACKBOX_XAI_MAX_PASSES`` when set (a positive integer), else
     :data:`DEFAULT_MAX_PASSES` (a million forward passes: hours on a CPU for an ImageNet-sized model). A budget
     over it is refused before any work rather than left to run for days."""
-    import os
-
-    text = os.environ.get(MAX_PASSES_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_PASSES
-    try:
-        value = float(text)
-        if not (math.isfinite(value) and value >= 1 and value.is_integer()):
-            raise ValueError
-        return int(value)
-    except ValueError:
-        raise ParameterError(f"{MAX_PASSES_ENV}={text!r} is not a positive integer; unset it for the default "
-                             f"limit of {DEFAULT_MAX_PASSES:,} passes") from None
+    return positive_limit(None, "max_passes", MAX_PASSES_ENV, DEFAULT_MAX_PASSES, "passes")
 
 
 class Budget(Int):

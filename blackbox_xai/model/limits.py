@@ -10,9 +10,8 @@ the batch size instead of multiplying the memory.
 
 from __future__ import annotations
 
-import os
-
-from ..errors import ModelError, ParameterError
+from ..errors import ModelError
+from ..limits import positive_limit
 
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 """The default budget of a model input: height x width pixels (one float32 RGB image is then 192 MiB)."""
@@ -24,20 +23,8 @@ CHUNK_BYTES = 512 * 2**20
 def input_pixel_budget(max_input_pixels: int | None = None) -> int:
     """``max_input_pixels`` if given, else ``$BLACKBOX_XAI_MAX_INPUT_PIXELS``, else
     :data:`DEFAULT_MAX_INPUT_PIXELS`; a value that is not a positive integer is a :class:`ParameterError`."""
-    if max_input_pixels is not None:
-        if isinstance(max_input_pixels, bool) or not isinstance(max_input_pixels, int) or max_input_pixels < 1:
-            raise ParameterError(f"max_input_pixels must be a positive integer, got {max_input_pixels!r}")
-        return max_input_pixels
-    text = os.environ.get(MAX_INPUT_PIXELS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_INPUT_PIXELS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (1 <= value <= 2**62 and value == int(value)):
-        raise ParameterError(f"{MAX_INPUT_PIXELS_ENV} must be a positive integer number of pixels, got {text!r}")
-    return int(value)
+    return positive_limit(max_input_pixels, "max_input_pixels", MAX_INPUT_PIXELS_ENV, DEFAULT_MAX_INPUT_PIXELS,
+                          "pixels")
 
 
 def check_input_size(size: tuple[int, int], channels: int, name: str, budget: int) -> None:
