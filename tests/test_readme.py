@@ -5,7 +5,8 @@ The blocks run in the README's order in a temporary working directory that holds
 there; ``BLACKBOX_XAI_CACHE`` points at that copy, so a missing zoo model is built into it). The README writes its
 own photos and synthetic images (its first python block), so nothing else is prepared.
 
-- python blocks run in one namespace, as written;
+- python blocks run in one namespace, as written; blackbox-xai's warnings (assumed spec, constant map, first
+  frame) are errors there: an example that warns is a bad example;
 - each ``blackbox-xai ...`` line of a bash block (backslash continuations joined, ``VAR=value`` prefixes set in
   its environment) runs as ``python -m blackbox_xai.cli ...`` in a subprocess: exit code 0, or N where the line's
   comment says ``# exit N`` (then one line on stderr, no traceback);
@@ -34,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,7 @@ import pytest
 
 import blackbox_xai as bx
 from blackbox_xai.cli import build_parser
+from blackbox_xai.errors import AssumedSpecWarning, ConstantMapWarning, FirstFrameWarning
 from blackbox_xai.methods.registry import METHODS
 from blackbox_xai.model.resolve import METADATA_KEYS
 
@@ -50,7 +53,7 @@ TEXT = README.read_text(encoding="utf-8")
 
 #: Bash commands the test does not run, by their first word: the set-up scripts (they create .venv and run the
 #: whole suite or the demo) and package installation. Any other command that is not ``blackbox-xai`` fails.
-SKIPPED_COMMANDS = ("scripts/demo", "scripts/test", "scripts/bench", "pip", "python")
+SKIPPED_COMMANDS = ("scripts/demo", "scripts/test", "pip")
 #: Fenced-block languages that are shown but not run (``text``: the GPU example).
 NOT_RUN = ("text", "json")
 ZOO_FILES = ("efficientnet_lite0.onnx", "efficientnet_lite0.spec.json", "imagenet_classes.txt")
@@ -172,15 +175,20 @@ def readme_run(tmp_path_factory):
     ran: list[Command] = []
     skipped: list[str] = []
     started = time.perf_counter()
-    with pytest.MonkeyPatch.context() as patch:
+    # an example that warns (a constant map, an assumed normalisation, a dropped frame) is a bad example
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        for category in (AssumedSpecWarning, ConstantMapWarning, FirstFrameWarning):
+            warnings.simplefilter("error", category)
         patch.chdir(workdir)
         patch.setenv(bx.zoo.CACHE_ENV, str(workdir / "models"))
         for block in fenced_blocks():
+            step = time.perf_counter()
             if block.language == "python":
                 exec(compile(block.code, f"README.md:{block.line}", "exec"), namespace)
                 for comment in re.findall(r"#(.*)", block.code):
                     for path in written_files(comment):
                         assert (workdir / path).is_file(), f"README.md:{block.line}: {path} was not written"
+                print(f"README.md:{block.line}: {time.perf_counter() - step:.1f} s")
             elif block.language == "bash":
                 commands, words = bash_commands(block)
                 skipped += words
@@ -189,12 +197,15 @@ def readme_run(tmp_path_factory):
                     where = f"README.md:{command.line}: blackbox-xai {shlex.join(command.argv)}"
                     assert result.returncode == command.expected_code, (
                         f"{where} exited {result.returncode}, expected {command.expected_code}\n{result.stderr}")
+                    assert "Traceback" not in result.stderr, f"{where}\n{result.stderr}"
                     if command.expected_code:
                         lines = result.stderr.strip().splitlines()
                         assert len(lines) == 1 and "Traceback" not in result.stderr, f"{where}\n{result.stderr}"
                     for path in command.writes:
                         assert (workdir / path).is_file(), f"{where} did not write {path}"
                     ran.append(command)
+                    print(f"README.md:{command.line}: {time.perf_counter() - step:.1f} s")
+                    step = time.perf_counter()
             else:
                 assert block.language in NOT_RUN, f"README.md:{block.line}: a block without a known language"
     print(f"README ran in {time.perf_counter() - started:.1f} s: {len(ran)} commands, skipped {skipped}")
