@@ -30,6 +30,7 @@ import inspect
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -77,9 +78,9 @@ class Command:
     writes: list[str] = field(default_factory=list)
 
 
-def fenced_blocks(text: str = TEXT) -> list[Block]:
-    """The fenced code blocks of ``text`` in order, with their language tag."""
-    blocks, lines, index = [], text.splitlines(), 0
+def fenced_blocks(text: str | None = None) -> list[Block]:
+    """The fenced code blocks of ``text`` (default README.md's) in order, with their language tag."""
+    blocks, lines, index = [], (TEXT if text is None else text).splitlines(), 0
     while index < len(lines):
         match = re.match(r"^```(\w*)\s*$", lines[index])
         if not match:
@@ -208,7 +209,10 @@ def readme_run(tmp_path_factory):
                     step = time.perf_counter()
             else:
                 assert block.language in NOT_RUN, f"README.md:{block.line}: a block without a known language"
-    print(f"README ran in {time.perf_counter() - started:.1f} s: {len(ran)} commands, skipped {skipped}")
+    cpu = sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for field in ("ru_utime", "ru_stime"))
+    print(f"README ran in {time.perf_counter() - started:.1f} s ({cpu:.1f} CPU s in this process and its children "
+          f"since it started): {len(ran)} commands, skipped {skipped}")
     return workdir, ran, skipped, namespace
 
 
@@ -268,6 +272,13 @@ def test_named_options_exist():
 
 
 def _resolve(dotted: str) -> object:
+    try:
+        return _lookup(dotted)
+    except ImportError:
+        raise AssertionError(f"README names {dotted}, which does not exist") from None
+
+
+def _lookup(dotted: str) -> object:
     parts = dotted.split(".")
     obj: object = importlib.import_module(parts[0])
     for index, part in enumerate(parts[1:], start=1):
