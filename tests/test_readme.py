@@ -216,6 +216,7 @@ def readme_run(tmp_path_factory):
     return workdir, ran, skipped, namespace
 
 
+@pytest.mark.slow
 def test_readme_blocks_run(readme_run):
     workdir, ran, skipped, namespace = readme_run
     # what the README promises, checked on what it ran
