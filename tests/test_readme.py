@@ -223,8 +223,11 @@ def test_readme_blocks_run(readme_run):
     assert "scripts/test" in skipped and set(skipped) <= set(SKIPPED_COMMANDS)
     assert {"info", "layers", "explain", "evaluate"} <= {command.argv[0] for command in ran}
     assert any(command.expected_code == 1 for command in ran)
-    report = json.loads((workdir / "report" / "evaluation.json").read_text())
-    assert report, "evaluate wrote an empty report"
+    report = json.loads((workdir / "report" / "evaluation.json").read_text())  # the quoted glob: 3 images x 2 methods
+    assert sorted((row["image"], row["method"]) for row in report) == [
+        (f"shapes/shape{i}.png", method) for i in range(3) for method in ("gradcam", "random")]
+    assert all(0 <= row[name] <= 1 for row in report for name in ("deletion", "insertion", "pointing_game"))
+    assert [row["pointing_game"] for row in report if row["method"] == "gradcam"] == [1.0, 1.0, 1.0]
     record = json.loads((workdir / "out" / "shape0_rise.json").read_text())
     assert record["params"]["n_masks"] == 500 and record["params"]["seed"] == 0
     assert record["source"].endswith("shape0.png") and len(record["model_sha256"]) == 64
