@@ -227,3 +227,35 @@ def test_explain_records_where_the_explanation_came_from(tmp_path):
     assert explanation.spec == json.loads(json.dumps(model.spec.to_dict()))
     from_array = bx.explain(model, np.asarray(image, np.uint8), method="centre")
     assert from_array.image_sha256 == hashlib.sha256(np.ascontiguousarray(image, np.uint8).tobytes()).hexdigest()
+
+
+def test_a_long_run_announces_its_passes_and_time(caplog):
+    """Before a run estimated (from the clean image's own pass) to take over ANNOUNCE_SECONDS, the method logs the
+    passes it plans: occlusion's are its windows, LIME's its samples minus the clean one."""
+    import logging
+    import time
+
+    from blackbox_xai.methods import LIME
+
+    assert Occlusion(window=8, stride=8).planned_passes((24, 16)) == 6
+    assert LIME(n_samples=300).planned_passes((24, 16)) == 299
+
+    def slow(batch):
+        time.sleep(0.01 * len(batch))
+        return batch.reshape(len(batch), -1)[:, :3].astype(np.float64)
+
+    model = bx.CallableModel(slow, spec=bx.InputSpec(size=(40, 40)), batch_size=64)
+    with caplog.at_level(logging.INFO, logger="blackbox_xai.plan"):
+        Occlusion(window=2, stride=2).explain(model, np.full((40, 40, 3), 100.0), target=0)  # 400 windows, ~4 s
+    assert not caplog.records  # under ANNOUNCE_SECONDS: nothing
+    from blackbox_xai.methods import base
+
+    original = base.ANNOUNCE_SECONDS
+    base.ANNOUNCE_SECONDS = 1.0
+    try:
+        with caplog.at_level(logging.INFO, logger="blackbox_xai.plan"):
+            Occlusion(window=2, stride=2).explain(model, np.full((40, 40, 3), 100.0), target=0)
+    finally:
+        base.ANNOUNCE_SECONDS = original
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["occlusion"]
+    assert "400 passes planned, up to about" in caplog.records[0].getMessage()

@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--help`` and ``--version`` exit through ``SystemExit(0)`` as argparse does."""
     argv, debug = split_debug(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    _print_plans()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line
@@ -75,6 +76,19 @@ def _fail(line: str, code: int) -> int:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
+
+
+def _print_plans() -> None:
+    """The methods' estimates before long runs (passes and time, logger ``blackbox_xai.plan``) as one stderr line
+    each."""
+    plan = logging.getLogger("blackbox_xai.plan")
+    if not any(getattr(handler, "_blackbox_plan", False) for handler in plan.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("blackbox-xai: %(message)s"))
+        handler._blackbox_plan = True  # type: ignore[attr-defined]
+        plan.addHandler(handler)
+    plan.setLevel(logging.INFO)
+    plan.propagate = False
 
 
 def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:

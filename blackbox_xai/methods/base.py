@@ -13,6 +13,7 @@ same fields for every method, from the model's pass counters), progress reportin
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -31,6 +32,9 @@ from . import params as P
 from . import registry
 
 Progress = Callable[[int, int], None]
+ANNOUNCE_SECONDS = 30.0
+"""Runs estimated to take longer than this log their planned passes and time before they start."""
+log = logging.getLogger("blackbox_xai.plan")  # the CLI prints its INFO lines
 
 TIMING_COUNTERS = ("forward_passes", "forward_seconds", "backward_passes", "backward_seconds", "head_passes",
                    "head_seconds")
@@ -131,7 +135,9 @@ class Method(ABC):
         original = load_image(image)
         size = model.input_size or original.shape[:2]
         pixels = resize_pixels(original, size)
+        clean_began = time.perf_counter()
         clean_outputs = model.predict(pixels)[0]
+        self._announce(pixels.shape[:2], time.perf_counter() - clean_began)
         resolved = resolve_target(target, clean_outputs, labels=model.labels)
         result = self.attribute(model, pixels, resolved, clean_outputs, progress or _no_progress)
         saliency, extras = np.asarray(result.saliency, dtype=np.float32), result.extras
@@ -158,6 +164,24 @@ class Method(ABC):
         )
         # where it came from: the image (path or array) and the model, by sha256, and the spec used
         return record_provenance(explanation, image=image, model=model)
+
+    def planned_passes(self, size: tuple[int, int]) -> int | None:
+        """The forward (or forward-backward) passes this method will make on an image of ``size`` at the model
+        resolution, when known in advance (None otherwise). Used for the estimate logged before long runs."""
+        return None
+
+    def _announce(self, size: tuple[int, int], clean_seconds: float) -> None:
+        """Log, before a run estimated to take more than :data:`ANNOUNCE_SECONDS`, how many passes it plans and
+        about how long they take (from the clean image's own pass: one image at a time, so an upper bound for
+        batched passes). The command line prints it as one line."""
+        planned = self.planned_passes(size)
+        if planned is None or clean_seconds <= 0:
+            return
+        estimate = planned * clean_seconds
+        if estimate > ANNOUNCE_SECONDS:
+            minutes = f"{estimate / 60:.0f} min" if estimate >= 90 else f"{estimate:.0f} s"
+            log.info("%s: %s passes planned, up to about %s (from the clean image's pass)", self.name,
+                     f"{planned:,}", minutes)
 
     def constant_map_reason(self, extras: dict[str, Any]) -> str:
         """Why the map came out constant, for the :class:`~blackbox_xai.errors.ConstantMapWarning` (a method that

@@ -113,6 +113,9 @@ class LIME(Method):
         self._set_params(locals())  # n_samples >= 2: the original and at least one perturbed image
         self._segment_kwargs = resolve_segmentation_params(self.segmentation, self.segmentation_params)
 
+    def planned_passes(self, size: tuple[int, int]) -> int:
+        return self.n_samples - 1
+
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
     ) -> Attribution:

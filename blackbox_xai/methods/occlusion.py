@@ -48,6 +48,9 @@ class Occlusion(Method):
                 raise self._refuse("stride", stride, f"at most the window ({size} pixels along "
                                    f"{'yx'[axis]}): a larger stride never occludes the pixels between windows")
 
+    def planned_passes(self, size: tuple[int, int]) -> int:
+        return len(self.positions(*size))
+
     def positions(self, height: int, width: int) -> list[tuple[int, int]]:
         """Top-left corners (y, x) of the windows on an image of ``height`` x ``width`` (one forward pass each)."""
         win_h, win_w = min(self.window[0], height), min(self.window[1], width)
