@@ -37,12 +37,15 @@ class RISE(Method):
     1 on average but uneven across pixels for a finite N. When the score is large and varies little (a
     confident model, or a model whose weights were randomised), that term dominates: the paper's map is mostly
     the coverage pattern of the seed, the same for any model (it fails the model-randomisation sanity check),
-    and most of its variance is the mean score times the coverage noise. Centring removes the term;
-    antithetic masks (``antithetic=True``: pairs drawn from ``u`` and ``1 - u``; at ``p_keep = 0.5`` the pair is
-    M and 1 - M, so the coverage is exactly even) and scrambled Sobol points (``sampling="sobol"``: every cell
-    and pair of cells kept in very nearly the expected share of masks) shrink what is left.
-    ``scripts/bench_convergence.py`` measures the agreement of two seeds' maps against the number of passes for
-    each choice, and the sanity check.
+    and most of its variance is the mean score times the coverage noise. Centring removes the term, and
+    scrambled Sobol points (``sampling="sobol"``: every cell and pair of cells kept in very nearly the expected
+    share of masks) shrink what is left. Antithetic masks (``antithetic=True``: pairs drawn from ``u`` and
+    ``1 - u``; at ``p_keep = 0.5`` the pair is M and 1 - M) make the coverage exactly even, so that they fix
+    the paper's estimator too, but they do not reduce the centred estimator's variance (on a linear score the
+    pair's contribution ``(f - E[f]) (2 M - 1)`` is as variable as two independent masks', and they undo the
+    Sobol points' balance): they are not the default. ``tests/test_rise_estimator.py`` measures the variances
+    on a linear score; ``scripts/bench_convergence.py`` the agreement of two seeds' maps against the number of
+    passes on photos, and the sanity check.
 
     Early stopping (``tolerance``): the masks are grouped in consecutive pairs (independent of each other), and
     the per-pixel standard error of the map is estimated from the spread of the pairs' contributions (for
@@ -67,7 +70,7 @@ class RISE(Method):
     score : "probability" (default, softmax as in the paper), "logit" or "raw".
     estimator : "centred" (default) or "paper" (see above).
     sampling : "sobol" (default: scrambled Sobol points) or "random" (independent draws, as the paper).
-    antithetic : masks in antithetic pairs (default True).
+    antithetic : masks in antithetic pairs (default False).
     tolerance : stop once the estimated standard error is at most this fraction of the map's spread (a number
         >= 0), or None (default: always N masks).
     seed : random seed (default 0; None draws fresh entropy); the same seed gives the same map.
@@ -101,7 +104,7 @@ class RISE(Method):
         score: str = "probability",
         estimator: str = "centred",
         sampling: str = "sobol",
-        antithetic: bool = True,
+        antithetic: bool = False,
         tolerance: float | None = None,
         seed: int = 0,
     ) -> None:
@@ -140,9 +143,16 @@ class RISE(Method):
 
 class _Sums:
     """Running sums over the masks: ``sum f_i M_i`` (``total``), the coverage ``sum M_i`` (for the centred
-    estimator), the scores; and for the standard error, over consecutive pairs j of masks with
-    ``A_j = sum_pair f M`` and ``B_j = sum_pair M``: ``sum A_j^2``, ``sum A_j B_j``, ``sum B_j^2``, ``sum A_j``,
-    ``sum B_j`` (per pixel, float64)."""
+    estimator) and the scores; and for the standard error, over consecutive pairs j of masks, with
+    ``A_j = sum_pair f M``, ``B_j = sum_pair M`` (per pixel) and ``F_j = sum_pair f``: the per-pixel sums of
+    ``A^2, A B, B^2, A, B, A F, B F`` and the sums of ``F^2`` and ``F`` (float64).
+
+    The standard error: the paper's map is the mean of the pairs' ``A_j / (2 p)``. The centred map is
+    ``sum_i (f_i - fbar) M_i / (N p) = sum_i (f_i - fbar) (M_i - p) / (N p)`` (the scores minus their mean sum
+    to zero), the mean of the pairs' ``U_j / (2 p)`` with ``U_j = sum_pair (f - fbar) (M - p) = A_j - fbar B_j -
+    p (F_j - 2 fbar)``: that form, not ``A_j - fbar B_j``, is the one whose spread is the map's (the mean score
+    is estimated from the same scores, which takes the ``p (f - mean)`` part of the spread away).
+    """
 
     def __init__(self, pixels: int, coverage: bool, pairs: bool) -> None:
         self.total = np.zeros(pixels, dtype=np.float64)
@@ -150,7 +160,8 @@ class _Sums:
         self.score_sum = 0.0
         self.count = 0
         self.pairs = 0
-        self.moments = np.zeros((5, pixels), dtype=np.float64) if pairs else None
+        self.moments = np.zeros((7, pixels), dtype=np.float64) if pairs else None
+        self.pair_scores = np.zeros(2)  # sum F^2, sum F
 
     @property
     def mean_score(self) -> float:
@@ -168,12 +179,17 @@ class _Sums:
         self.count += len(scores)
         if self.moments is not None:
             whole = len(scores) - len(scores) % 2
-            weighted = scores[:whole, None] * masks[:whole]
-            a = weighted[0::2] + weighted[1::2]
-            b = masks[0:whole:2].astype(np.float64) + masks[1:whole:2]
+            f = scores[:whole].reshape(-1, 2)
+            m = masks[:whole].reshape(-1, 2, masks.shape[1]).astype(np.float64)
+            a = np.einsum("jk,jkp->jp", f, m)
+            b = m.sum(axis=1)
+            pair = f.sum(axis=1)
             for row, values in enumerate((a * a, a * b, b * b, a, b)):
                 self.moments[row] += values.sum(axis=0)
-            self.pairs += whole // 2
+            self.moments[5] += pair @ a
+            self.moments[6] += pair @ b
+            self.pair_scores += (pair @ pair, pair.sum())
+            self.pairs += len(pair)
 
     def saliency(self, p_keep: float, centred: bool) -> np.ndarray:
         total = self.total
@@ -183,13 +199,20 @@ class _Sums:
 
     def standard_error(self, p_keep: float, centred: bool) -> np.ndarray:
         """Per-pixel standard error of :meth:`saliency`, from the spread of the pairs' contributions."""
-        if self.moments is None or self.pairs < 2:
-            return np.full(self.total.shape, np.inf)
-        c = self.mean_score if centred else 0.0
-        aa, ab, bb, a, b = self.moments
         n = self.pairs
-        mean = (a - c * b) / n
-        variance = np.maximum((aa - 2 * c * ab + c * c * bb) / n - mean * mean, 0.0) * n / (n - 1)
+        if self.moments is None or n < 2:
+            return np.full(self.total.shape, np.inf)
+        aa, ab, bb, a, b, af, bf = self.moments
+        if centred:
+            c, p = self.mean_score, p_keep
+            ff, f = self.pair_scores
+            gg, g = ff - 4 * c * f + 4 * c * c * n, f - 2 * c * n  # sums of G = F - 2c and G^2
+            ag, bg = af - 2 * c * a, bf - 2 * c * b
+            square = aa + c * c * bb + p * p * gg - 2 * c * ab - 2 * p * ag + 2 * c * p * bg
+            mean = (a - c * b - p * g) / n
+        else:
+            square, mean = aa, a / n
+        variance = np.maximum(square / n - mean * mean, 0.0) * n / (n - 1)
         return np.sqrt(variance / n) / (2 * p_keep)
 
     def relative_error(self, p_keep: float, centred: bool) -> float:
