@@ -157,7 +157,7 @@ def test_explanation_save_and_load_round_trip(tmp_path, photo):
     np.testing.assert_array_equal(loaded.extras["segments"], explanation.extras["segments"])
     np.testing.assert_allclose(loaded.scores, explanation.scores)
     assert loaded.params == {"n_masks": 64, "cells": 7, "p_keep": 0.5, "fill": "zero", "score": "probability",
-                             "estimator": "centred", "sampling": "sobol", "antithetic": False, "tolerance": None,
+                             "estimator": "centred", "sampling": "sobol", "antithetic": True, "tolerance": None,
                              "seed": 11}
     assert loaded.timing["forward_passes"] == 65
     assert loaded.method == "rise" and loaded.target == explanation.target
