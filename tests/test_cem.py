@@ -497,3 +497,43 @@ def test_autoencoder_runs_in_sessions_the_explained_model_opens(tmp_path) -> Non
     importers = [str(path.relative_to(root)) for path in sorted(root.rglob("*.py"))
                  if re.search(r"^\s*(?:import|from)\s+onnxruntime\b", path.read_text(), re.MULTILINE)]
     assert importers == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The exact path runs the PP's and the PN's images in the same model calls
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_passes", [None, 300])
+def test_exact_searches_share_model_calls_with_the_same_results(shapes, monkeypatch, max_passes) -> None:
+    """mode="both" with exact gradients: backward runs of two images (the PP's and the PN's), the same results as
+    the searches one after the other, including where the pass budget stops them (the later search waits for
+    the earlier one when it would go past what that one may still use)."""
+    import blackbox_xai.methods.cem.method as cem_method
+    from blackbox_xai.methods.cem.search import run_searches
+
+    model, images, _, red = shapes
+    sizes: list[int] = []
+    original = type(model).gradient
+
+    def gradient(pixels, *args, **kwargs):
+        sizes.append(len(pixels))
+        return original(model, pixels, *args, **kwargs)
+
+    method = CEM(mode="both", iterations=40, c_steps=3, max_passes=max_passes)
+    monkeypatch.setattr(model, "gradient", gradient)
+    together = method.explain(model, images[red[1]], target=(RED, YELLOW))
+    calls = list(sizes)
+    sizes.clear()
+    monkeypatch.setattr(cem_method, "run_searches", lambda searches, m, budget, together: run_searches(
+        searches, m, budget, together=False))
+    apart = method.explain(model, images[red[1]], target=(RED, YELLOW))
+    assert max(calls) == 2 and max(sizes) == 1
+    assert calls.count(2) >= 10 and len(calls) < len(sizes)  # the calls, not the passes, go down
+    assert sum(calls) == sum(sizes) == together.timing["backward_passes"] == apart.timing["backward_passes"]
+    assert together.extras["passes"] == apart.extras["passes"]
+    assert together.extras["budget_reached"] is apart.extras["budget_reached"] is (max_passes is not None)
+    for key in ("pp_variable", "pn_variable", "pp_image", "pn_image"):
+        np.testing.assert_allclose(together.extras[key], apart.extras[key], rtol=0, atol=1e-5)
+    for key in ("pp_found", "pn_found", "pp_class", "pn_class", "pp_iterations", "pn_iterations"):
+        assert together.extras[key] == apart.extras[key], key

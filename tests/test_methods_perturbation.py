@@ -94,7 +94,7 @@ def test_rise_recovers_the_region_a_model_looks_at():
     region[8:28, 30:58] = True
     model = region_mean_model(region)
     image = np.full((64, 64, 3), 200.0, np.float32)
-    saliency = RISE(n_masks=2000, cells=8, seed=0).explain(model, image, target=0).saliency
+    saliency = RISE(n_masks=2000, cells=8, estimator="paper", seed=0).explain(model, image, target=0).saliency
     inside, outside = saliency[region].mean(), saliency[~region].mean()
     assert inside > outside + 3 * saliency[~region].std()
     top = saliency >= np.quantile(saliency, 1 - region.mean())
@@ -108,7 +108,7 @@ def test_rise_recovers_the_region_a_model_looks_at():
 def test_rise_with_all_cells_kept_is_the_clean_score_everywhere(photo):
     rng = np.random.default_rng(3)
     model = linear_model(rng.normal(size=(2, *photo.shape)) * 1e-3)
-    explanation = RISE(n_masks=50, p_keep=1.0, score="probability").explain(model, photo, target=1)
+    explanation = RISE(n_masks=50, p_keep=1.0, score="probability", estimator="paper").explain(model, photo, target=1)
     clean = model.convert(model.predict(photo[None]), "probability")[0, 1]
     np.testing.assert_allclose(explanation.saliency, clean, rtol=1e-5)
 
@@ -159,6 +159,7 @@ def test_explanation_save_and_load_round_trip(tmp_path, photo):
     np.testing.assert_array_equal(loaded.extras["segments"], explanation.extras["segments"])
     np.testing.assert_allclose(loaded.scores, explanation.scores)
     assert loaded.params == {"n_masks": 64, "cells": 7, "p_keep": 0.5, "fill": "zero", "score": "probability",
+                             "estimator": "centred", "sampling": "sobol", "antithetic": True, "tolerance": None,
                              "seed": 11}
     assert loaded.timing["forward_passes"] == 65
     assert loaded.method == "rise" and loaded.target == explanation.target

@@ -21,7 +21,7 @@ from ..fill import fill_image
 from .autoencoder import Autoencoder, check_autoencoder, describe
 from .features import FEATURES, make_segments
 from .problem import Problem
-from .search import Schedule, Search
+from .search import Schedule, Search, run_searches
 
 MODES = ("both", "pp", "pn")
 GRADIENTS = ("auto", "exact", "finite-difference")
@@ -143,15 +143,11 @@ class CEM(Method):
             progress(min(counter["done"], total_iterations), total_iterations)
 
         extras: dict[str, Any] = {}
-        budget_reached = False
-        for index, mode in enumerate(modes):
-            limit = None
-            if max_passes is not None:
-                left = max_passes - (model.forward_passes - began) - (len(modes) - index)  # verification passes
-                limit = model.forward_passes + max(0, left // (len(modes) - index))
-            search = Search(schedule, model, problems[mode], exact, autoencoder, limit, step)
-            result = search.run()
-            budget_reached |= result["budget_reached"]
+        searches = [Search(schedule, model, problems[mode], exact, autoencoder, step) for mode in modes]
+        # Exact gradients: the PP's and the PN's images share each model call (one image per call otherwise).
+        results = run_searches(searches, model, max_passes, together=exact)
+        budget_reached = any(search.budget_reached for search in searches)
+        for mode, result in zip(modes, results):
             extras.update({f"{mode}_{key}": value for key, value in result.items() if key != "budget_reached"})
         progress(total_iterations, total_iterations)
 

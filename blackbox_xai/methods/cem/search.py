@@ -1,10 +1,18 @@
-"""FISTA with a binary search on the constant ``c``: one CEM search (PP or PN) within a pass budget."""
+"""FISTA with a binary search on the constant ``c``: CEM's searches (PP and PN) within a pass budget.
+
+A search is a generator (:meth:`Search.steps`) that asks for what it needs from the explained model: the logits
+of an image, or the logits and the gradient of a seed's score at an image, and whether a number of passes is
+still affordable. :func:`run_searches` answers; with ``together=True`` it answers the PP's and the PN's requests
+of the same kind in one model call (two images per backward run instead of one), with the same budget rule as
+one search after the other: the first search may use ``(left - n) // n`` passes, the next everything the first
+left unused, so a later search that would go past what an earlier one might still use waits for it to end.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +20,7 @@ import numpy as np
 
 from ...model.base import Model
 from .autoencoder import Autoencoder, autoencoder_gradient
-from .jacobian import hinge_gradient_exact, logit_jacobian_fd, logits_of
+from .jacobian import hinge_gradient_requests, logit_jacobian_fd, logits_of
 from .problem import Problem
 
 logger = logging.getLogger(__name__)
@@ -33,45 +41,52 @@ class Schedule:
     gamma: float
 
 
-class Search:
-    """One search: FISTA iterations in rounds of the binary search on ``c``; :meth:`run` returns the best solution.
+Request = tuple  # ("afford", cost) -> bool; ("logits", image) -> logits; ("gradient", image, seed) -> (logits, grad)
+Steps = Generator[Request, Any, dict[str, Any]]
 
-    ``exact``: hinge gradients by the model's backward graph (else central differences); ``limit``: the model's
-    ``forward_passes`` count not to exceed (None: no cap); ``step(n)``: called with the iterations done (or skipped).
+
+class Search:
+    """One search: FISTA iterations in rounds of the binary search on ``c``; :meth:`steps` yields its requests
+    to :func:`run_searches` and returns the best solution.
+
+    ``exact``: hinge gradients by the model's backward graph (else central differences); ``step(n)``: called with
+    the iterations done (or skipped). ``passes`` counts this search's forward passes (gradient runs included).
     """
 
     def __init__(self, schedule: Schedule, model: Model, problem: Problem, exact: bool,
-                 autoencoder: Autoencoder | None, limit: int | None, step: Callable[[int], None]) -> None:
+                 autoencoder: Autoencoder | None, step: Callable[[int], None]) -> None:
         self.schedule, self.model, self.problem, self.exact = schedule, model, problem, exact
-        self.autoencoder, self.limit, self.step = autoencoder, limit, step
+        self.autoencoder, self.step = autoencoder, step
         self.budget_reached = False
+        self.passes = 0
 
-    def affordable(self) -> bool:
-        """Whether one more iteration fits in the pass budget (worst case)."""
-        if self.limit is None:
-            return True
-        cost = 3 if self.exact else 2 + 2 * self.problem.n_features * self.problem.channels
-        return self.model.forward_passes + cost <= self.limit
+    def cost(self) -> int:
+        """The passes of one more iteration, in the worst case."""
+        return 3 if self.exact else 2 + 2 * self.problem.n_features * self.problem.channels
 
-    def gradients(self, y: np.ndarray, rival: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def gradients(self, y: np.ndarray, rival: np.ndarray | None) -> Generator[Request, Any, tuple]:
         """At ``y``, preconditioned (divided by the areas): (gradient of the hinge, zero where it is inactive;
         gradient of gamma * AE, zero without autoencoder; the hinge's seed)."""
         problem, schedule = self.problem, self.schedule
         if self.exact:
-            logits, value, grad = hinge_gradient_exact(self.model, problem, y, rival)
+            logits, value, grad = yield from hinge_gradient_requests(problem, y, rival)
             _, seed = problem.seed(logits)
         else:
+            before = self.model.forward_passes
             logits, jacobian = logit_jacobian_fd(self.model, problem, y, schedule.fd_step)
+            self.passes += self.model.forward_passes - before
             value, seed = problem.seed(logits)
             grad = np.tensordot(seed, jacobian, axes=1)
         hinge = grad / problem.areas if value > 0 else np.zeros(problem.shape)
         extra = np.zeros(problem.shape)
         if self.autoencoder is not None:
+            before = self.model.forward_passes
             extra = (schedule.gamma * autoencoder_gradient(self.autoencoder, problem, y, schedule.fd_step)
                      / problem.areas)
+            self.passes += self.model.forward_passes - before
         return hinge, extra, seed
 
-    def run(self) -> dict[str, Any]:
+    def steps(self) -> Steps:
         schedule, problem = self.schedule, self.problem
         lower, upper, c = 0.0, C_UPPER, schedule.c_init
         best_norm, best_v, best_c = math.inf, None, None
@@ -83,24 +98,24 @@ class Search:
             found_here = False
             threshold = 0.0  # the c below which v = 0 is a fixed point, when the round stopped there
             for k in range(schedule.iterations):
-                if not self.affordable():
+                if not (yield ("afford", self.cost())):
                     self.budget_reached = True
                     break
                 rate = schedule.learning_rate_init * (1.0 - k / schedule.iterations) ** 0.5
-                hinge, extra, rival = self.gradients(y, rival)
+                hinge, extra, rival = yield from self.gradients(y, rival)
                 gradient = c * hinge + extra + 2.0 * y
                 # Shrinkage-thresholding of beta * |v|_1 and projection on [0, 1] (the variable is never negative).
                 x_next = np.clip(y - rate * gradient - rate * schedule.beta, 0.0, 1.0)
                 y_next = np.clip(x_next + k / (k + 3.0) * (x_next - x), 0.0, 1.0)
                 stationary = np.array_equal(x_next, x) and np.array_equal(y_next, y)
                 x, y = x_next, y_next
-                logits = logits_of(self.model, problem.image(x)[None])[0]
+                logits = yield ("logits", problem.image(x))
                 iterations += 1
                 self.step(1)
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("%s c=%g k=%d hinge=%.4f net=%.4g max=%.3f passes=%d", problem.mode, c, k,
                                  problem.seed(logits)[0], problem.elastic_net(x, schedule.beta), float(x.max()),
-                                 self.model.forward_passes)
+                                 self.passes)
                 if problem.holds(logits):
                     found_here = True
                     norm = problem.elastic_net(x, schedule.beta)
@@ -151,3 +166,68 @@ class Search:
             "budget_reached": self.budget_reached,
         }
 
+
+
+def run_searches(searches: list[Search], model: Model, budget: int | None, together: bool) -> list[dict[str, Any]]:
+    """Run the searches and return their results, in order.
+
+    ``budget``: the forward passes they may use between them, one verification pass per search set aside
+    (None: no cap). Search i may use ``(budget - used before it - (n - i)) // (n - i)`` passes, ``used before it``
+    being what the searches before it used once they are done. ``together``: the searches' requests of the same
+    kind go through the model in one call; otherwise each search runs to its end before the next starts.
+    """
+    n = len(searches)
+    done = [False] * n
+    results: list[dict[str, Any] | None] = [None] * n
+
+    def allowance(i: int, earlier_use: Callable[[int], int]) -> int | None:
+        if budget is None:
+            return None
+        used = sum(searches[j].passes if done[j] else earlier_use(j) for j in range(i))
+        return max(0, (budget - used - (n - i)) // (n - i))
+
+    def most(j: int) -> int:  # the most search j can still end up using
+        limit = allowance(j, lambda k: searches[k].passes)
+        return searches[j].passes if limit is None else max(searches[j].passes, limit)
+
+    generators = [search.steps() for search in searches]
+    requests: dict[int, Request] = {}
+
+    def advance(i: int, answer: Any) -> None:
+        try:
+            requests[i] = generators[i].send(answer) if i in requests else next(generators[i])
+        except StopIteration as stop:
+            results[i], done[i] = stop.value, True
+            requests.pop(i, None)
+
+    started = 0
+    while not all(done):
+        while started < n and (together or all(done[:started])):
+            advance(started, None)
+            started += 1
+        answers: dict[int, Any] = {}
+        for i, request in list(requests.items()):
+            if request[0] == "afford":
+                limit = allowance(i, most)
+                affordable = limit is None or searches[i].passes + request[1] <= limit
+                if affordable or all(done[:i]):  # else wait: an earlier search may leave passes unused
+                    answers[i] = affordable
+        asking = [i for i, request in requests.items() if request[0] == "logits"]
+        if asking:
+            logits = logits_of(model, np.stack([requests[i][1] for i in asking]))
+            for i, row in zip(asking, logits):
+                answers[i] = row
+                searches[i].passes += 1
+        asking = [i for i, request in requests.items() if request[0] == "gradient"]
+        if asking:
+            images = np.stack([requests[i][1] for i in asking])
+            seeds = np.stack([requests[i][2] for i in asking]).astype(np.float32)
+            logits, grads = model.gradient(images, seeds)
+            for i, row, grad in zip(asking, np.asarray(logits, np.float64), grads):
+                answers[i] = (row, grad)
+                searches[i].passes += 1
+        if not answers:
+            raise RuntimeError("CEM's searches wait on each other")  # cannot happen: the first never waits
+        for i, answer in answers.items():
+            advance(i, answer)
+    return results  # type: ignore[return-value]
