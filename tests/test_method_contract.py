@@ -340,5 +340,6 @@ def test_conversions_are_canonical() -> None:
     assert values == {"n_masks": 10, "p_keep": 1.0}
     with pytest.raises(ParameterError, match=r"^rise: p_keep must be a number in \(0, 1\], got 0$"):
         P.validate("rise", METHODS["rise"].parameter_constraints, {"p_keep": 0})
-    with pytest.raises(ParameterError, match=r"^rise: n_masks must be an integer >= 1, got infinity$"):
+    with pytest.raises(ParameterError, match=r"^rise: n_masks must be an integer in \[1, 1,000,000\] \(a pass budget; "
+                                             r"set BLACKBOX_XAI_MAX_PASSES to allow more than 1,000,000\), got infinity$"):
         P.validate("rise", METHODS["rise"].parameter_constraints, {"n_masks": float("inf")})

@@ -76,7 +76,7 @@ class RISE(Method):
     Parameters
     ----------
     n_masks : N, number of masks (default 4000; the paper uses 4000-8000); with a tolerance, the most used.
-    cells : grid size s (default 7, as the paper's 7x7).
+    cells : grid size s (default 7, as the paper's 7x7; at most 256, a grid finer than that is pixel noise).
     p_keep : probability that a cell is kept (default 0.5).
     fill : what masked pixels become: "zero" (default: the pixel the model sees as zero, i.e. the data set's mean
         colour, as when the reference implementation masks the normalised tensor), "black" (I * M in pixel
@@ -97,8 +97,8 @@ class RISE(Method):
     family = "perturbation"
     stochastic = True
     parameter_constraints = {
-        "n_masks": P.Int(1),
-        "cells": P.Int(1),
+        "n_masks": P.Budget(),
+        "cells": P.Int(1, 256),
         "p_keep": P.Interval(0.0, 1.0, closed="right"),
         "fill": P.fill(),
         "score": P.score(),
@@ -123,6 +123,9 @@ class RISE(Method):
         seed: int = 0,
     ) -> None:
         self._set_params(locals())
+
+    def planned_passes(self, size: tuple[int, int]) -> int:
+        return self.n_masks
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress

@@ -79,9 +79,9 @@ class CEM(Method):
         "mode": P.Options(*MODES), "features": P.Options(*FEATURES), "n_segments": P.Int(2),
         "compactness": P.Interval(0.0, None, closed="neither"), "cells": P.Int(1), "kappa": P.Interval(0.0, None),
         "beta": P.Interval(0.0, None), "c_init": P.Interval(0.0, None, closed="neither"), "c_steps": P.Int(1),
-        "iterations": P.Int(1), "learning_rate_init": P.Interval(0.0, None, closed="neither"),
+        "iterations": P.Budget(), "learning_rate_init": P.Interval(0.0, None, closed="neither"),
         "gradient": P.Options(*GRADIENTS), "fd_step": P.Interval(0.0, 0.5, closed="right"),
-        "max_passes": P.Optional(P.Int(1)), "fill": P.fill(), "gamma": P.Interval(0.0, None),
+        "max_passes": P.Optional(P.Budget()), "fill": P.fill(), "gamma": P.Interval(0.0, None),
         "autoencoder": P.Anything("None, an ONNX file, a ModelProto or a callable"),
     }
 
@@ -117,6 +117,9 @@ class CEM(Method):
             check_autoencoder(autoencoder)
 
     # -----------------------------------------------------------------------------------------------------------
+
+    def planned_passes(self, size: tuple[int, int]) -> int | None:
+        return self.max_passes
 
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress

@@ -96,7 +96,7 @@ class IntegratedGradients(GradientMethod):
 
     name = "integratedgradients"
     aliases = ("ig",)
-    parameter_constraints = {"baseline": P.fill(), "n_steps": P.Int(1), "quadrature": P.Options(*INTEGRATION),
+    parameter_constraints = {"baseline": P.fill(), "n_steps": P.Budget(), "quadrature": P.Options(*INTEGRATION),
                              "reduce": reduction(), "gradient_batch": P.Int(1)}
 
     def __init__(self, baseline: str = "black", n_steps: int = 64, quadrature: str = "adaptive",

@@ -33,7 +33,7 @@ class SmoothGrad(GradientMethod):
 
     name = "smoothgrad"
     stochastic = True
-    parameter_constraints = {"n_samples": P.Int(1), "noise": P.Interval(0.0, None), "magnitude": P.Boolean(),
+    parameter_constraints = {"n_samples": P.Budget(), "noise": P.Interval(0.0, None), "magnitude": P.Boolean(),
                              "reduce": reduction(), "seed": P.Seed()}
 
     def __init__(self, n_samples: int = 50, noise: float = 0.15, magnitude: bool = False, reduce: str = "abs-max",
