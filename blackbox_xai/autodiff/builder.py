@@ -297,8 +297,10 @@ def _seed_info(infos: dict[str, TensorInfo], output: str, model: ModelProto) -> 
 
 
 def _value_info(model: ModelProto, infos: dict[str, TensorInfo], tensor: str, name: str):
+    """The declared type of ``tensor`` under ``name``; the gradient of an integer tensor is float32."""
     info = _declared_info(model, infos, tensor)
-    return TensorInfo(name, info.elem_type, info.shape).value_info(name)
+    elem = info.elem_type if name == tensor or info.elem_type in FLOAT_TYPES else TensorProto.FLOAT
+    return TensorInfo(name, elem, info.shape).value_info(name)
 
 
 class _LazyConstants:

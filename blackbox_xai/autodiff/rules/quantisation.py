@@ -7,7 +7,10 @@ quantisation-aware training, e.g. Jacob et al. 2018): rounding counts as the ide
 result is the exact gradient of the *dequantised float graph*, the same graph with every rounding removed and every
 quantiser replaced by a clip to its representable range ``[(qmin - zero_point) * scale, (qmax - zero_point) *
 scale]`` (``qmin``/``qmax`` those of the zero point's type: 0..255 for uint8, -128..127 for int8): the gradient is
-zero outside that range. This is also how a ReLU or ReLU6 folded into a quantiser's range keeps its gradient.
+zero outside that range (ends included inside). PyTorch's FakeQuantize masks on the rounded value instead, which
+also passes values within half a step outside either end; the clip's own derivative is kept here so that the
+gradient is exactly that of the dequantised float graph. This is also how a ReLU or ReLU6 folded into a
+quantiser's range keeps its gradient.
 
 Convention for integer tensors: the gradient at an integer tensor ``q`` is the derivative with respect to ``q``
 read as a real number (float32). So
@@ -102,8 +105,8 @@ def _quantised_type(ctx, zero: str, node) -> int:
 
 
 def saturation_mask(ctx, x: str, scale: str, zero: str, elem_type: int, axis: int | None) -> str:
-    """Where float ``x`` lies in the representable range of quantiser (scale, zero point): a 0/1 tensor of x's
-    type."""
+    """Where float ``x`` lies in the representable range of quantiser (scale, zero point), ends included: a 0/1
+    tensor of x's type (the derivative of the clip to that range)."""
     qmin, qmax = integer_range(elem_type)
     s, z = _param(ctx, scale, x, axis, 1.0), _param(ctx, zero, x, axis, 0.0)
     s_value, z_value = ctx.const_value(s), ctx.const_value(z)
