@@ -26,6 +26,7 @@ from ..graph.analysis import (
     topological_order,
 )
 from ..graph.normalise import move_initializers_out_of_inputs, normalise_opset
+from ..graph.quantised import materialise
 from .context import FLOAT_TYPES, Context, UnsupportedOpError
 from .rules import NO_GRADIENT, RULE_SETS, rule_table
 from .rules.quantisation import INTEGER_PASS_OPS, INTEGER_SOURCE_OPS
@@ -79,7 +80,7 @@ def build_gradient_model(
     """
     wrt = [wrt] if isinstance(wrt, str) else list(wrt)
     _check_parameters(rules, wrt, epsilon, alpha, beta, input_bounds)
-    prepared = _prepare(model)
+    prepared = materialise(_prepare(model), wrt)  # the float value of a QOperator activation (graph/quantised.py)
     graph = prepared.graph
     order = topological_order(prepared)
     produced = {name for node in order for name in node.output if name}

@@ -16,15 +16,21 @@ This module only reads the ``onnx`` protobuf (no onnxruntime) and imports nothin
 
 from __future__ import annotations
 
-from onnx import GraphProto, NodeProto, TensorProto, helper
+from collections.abc import Iterable
+
+from onnx import GraphProto, ModelProto, NodeProto, TensorProto, helper
 
 __all__ = [
     "CONTRIB_DOMAIN",
+    "DEQUANTISED_SUFFIX",
     "QLINEAR_OPS",
     "QUANTISE_OPS",
     "contrib_value_infos",
+    "dequantised_name",
     "is_quantised_graph",
+    "materialise",
     "quantisation_of",
+    "quantised_source",
 ]
 
 CONTRIB_DOMAIN = "com.microsoft"
@@ -49,6 +55,9 @@ QLINEAR_OPS: dict[str, tuple[tuple[tuple[int, int, int], ...], tuple[int, int] |
 QUANTISE_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear"}) | frozenset(QLINEAR_OPS)
 
 _SAME_SHAPE = ("QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax")
+
+#: The float value of a QOperator activation ``q`` is the tensor ``q + DEQUANTISED_SUFFIX`` (see :func:`materialise`).
+DEQUANTISED_SUFFIX = "/dequantized"
 
 
 def is_quantised_graph(graph: GraphProto) -> bool:
@@ -135,4 +144,56 @@ def contrib_value_infos(graph: GraphProto) -> list:
         if found is not None:
             elem, dims = found
             result.append(helper.make_tensor_value_info(node.output[0], elem, dims))
+    return result
+
+
+def dequantised_name(tensor: str) -> str:
+    """The name under which the float value of the quantised activation ``tensor`` is listed and exposed."""
+    return tensor + DEQUANTISED_SUFFIX
+
+
+def quantised_source(graph: GraphProto, name: str) -> tuple[NodeProto, str, str, str] | None:
+    """For a dequantised name (:func:`dequantised_name`) that the graph does not hold yet: (the QLinear node
+    writing the quantised tensor, that tensor, its scale, its zero point); else None."""
+    if not name.endswith(DEQUANTISED_SUFFIX):
+        return None
+    source = name[: -len(DEQUANTISED_SUFFIX)]
+    for node in graph.node:
+        if source in node.output[:1] and node.op_type in QLINEAR_OPS:
+            found = quantisation_of(node)
+            if found is not None:
+                return node, source, found[0], found[1]
+    return None
+
+
+def materialise(model: ModelProto, names: Iterable[str]) -> ModelProto:
+    """``model`` with the float value of each quantised activation named in ``names`` (dequantised names that the
+    graph does not hold yet) made a real tensor: ``DequantizeLinear(q) -> name -> QuantizeLinear -> q'`` with the
+    activation's own scale and zero point, and every reader of ``q`` reading ``q'`` instead. The round trip is
+    exact (the requantised tensor equals ``q``), so the model computes the same values; a cut or a gradient at
+    ``name`` now sees a float activation. Returns ``model`` itself when nothing needs adding."""
+    graph = model.graph
+    existing = {out for node in graph.node for out in node.output} | {v.name for v in graph.input}
+    wanted = [(name, quantised_source(graph, name)) for name in dict.fromkeys(names) if name not in existing]
+    wanted = [(name, found) for name, found in wanted if found is not None]
+    if not wanted:
+        return model
+    result = ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    outputs = {value.name for value in graph.output}
+    for name, (producer, source, scale, zero) in wanted:
+        requantised = source + "/requantized"
+        extra = [zero] if zero else []
+        nodes = [helper.make_node("DequantizeLinear", [source, scale] + extra, [name], name=name),
+                 helper.make_node("QuantizeLinear", [name, scale] + extra, [requantised], name=requantised)]
+        for node in graph.node:
+            for i, value in enumerate(node.input):
+                if value == source:
+                    node.input[i] = requantised
+        position = next(i for i, node in enumerate(graph.node) if source in node.output)
+        for offset, node in enumerate(nodes):
+            graph.node.insert(position + 1 + offset, node)
+        if source in outputs:  # keep the model's output as it was (it reads the original tensor)
+            continue
     return result
