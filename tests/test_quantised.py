@@ -357,3 +357,84 @@ def test_cam_methods_run_on_qoperator_and_qdq_builds(small, tmp_path):
         expected = np.tensordot(gradient.mean(axis=(1, 2)), activation, axes=1)
         assert np.ptp(expected) > 0
         assert np.corrcoef(explanation.saliency.ravel(), expected.ravel())[0, 1] > 0.999, key
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Never silently wrong: a zero gradient where the score moves
+
+
+def _rounding_model(path: Path, bias: float = 0.0) -> Path:
+    """input -> Round(100 x)/100 -> Conv -> Relu ("layer") -> Round(100 a)/100 -> GAP -> Gemm: the exact
+    gradient is identically zero (Round has none) while the score moves with the input and with the layer."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(np.asarray(100.0, np.float32), "hundred"),
+             numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3, "w"),
+             numpy_helper.from_array(np.abs(rng.standard_normal(4)).astype(np.float32) + bias, "b"),
+             numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "wf"),
+             numpy_helper.from_array(np.zeros(3, np.float32), "bf")]
+    nodes = [helper.make_node("Mul", ["input", "hundred"], ["x100"]),
+             helper.make_node("Round", ["x100"], ["xr"]),
+             helper.make_node("Div", ["xr", "hundred"], ["xq"]),
+             helper.make_node("Conv", ["xq", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["layer"]),
+             helper.make_node("Mul", ["layer", "hundred"], ["a100"]),
+             helper.make_node("Round", ["a100"], ["ar"]),
+             helper.make_node("Div", ["ar", "hundred"], ["aq"]),
+             helper.make_node("GlobalAveragePool", ["aq"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "rounding",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture()
+def rounding(tmp_path):
+    import blackbox_xai as bx
+
+    model = bx.load_model(_rounding_model(tmp_path / "rounding.onnx"),
+                          spec=bx.InputSpec(size=(8, 8), mean=(127.5,) * 3, std=(127.5,) * 3))
+    pixels = np.random.default_rng(2).uniform(0, 255, (8, 8, 3)).astype(np.float32)
+    return model, pixels
+
+
+def test_cam_auto_falls_back_to_finite_differences_when_the_backward_gradient_is_zero(rounding):
+    import blackbox_xai as bx
+    from blackbox_xai.methods.zero_gradient import ZERO_GRADIENT
+
+    model, pixels = rounding
+    explanation = bx.explain(model, pixels, method="gradcam", target=0, layer="layer", relu=False)
+    assert explanation.params["gradient"] == "finite-difference"
+    assert explanation.extras["gradient_report"]["gradient_fallback"] == ZERO_GRADIENT
+    assert np.ptp(explanation.saliency) > 0
+    with pytest.raises(bx.errors.GradientUnavailableError, match="identically zero although the score moves"):
+        bx.explain(model, pixels, method="gradcam", target=0, layer="layer", gradient="exact")
+
+
+def test_mask_optimisation_auto_falls_back_to_spsa_when_the_exact_gradient_is_zero(rounding):
+    import blackbox_xai as bx
+    from blackbox_xai.methods.zero_gradient import ZERO_GRADIENT
+
+    model, pixels = rounding
+    explanation = bx.explain(model, pixels, method="extremal", target=0, areas=[0.25], iterations=3, seed=0)
+    assert explanation.params["gradient"] == "spsa"
+    assert explanation.extras["gradient_fallback"] == ZERO_GRADIENT
+    with pytest.raises(bx.errors.GradientUnavailableError, match="gradient='exact'.*score moves"):
+        bx.explain(model, pixels, method="extremal", target=0, areas=[0.25], iterations=3, seed=0,
+                   gradient="exact")
+
+
+def test_constant_map_warning_tells_a_zero_gradient_from_a_still_score(rounding):
+    import blackbox_xai as bx
+
+    model, pixels = rounding
+    with pytest.warns(bx.errors.ConstantMapWarning, match="gradient is identically zero although the score moves"):
+        bx.explain(model, pixels, method="saliency", target=0)
+    # with every unit of the layer dead (bias -100, ReLU), the score does not move either
+    dead = bx.load_model(_rounding_model(Path(model.path).with_name("dead.onnx"), bias=-100.0), spec=model.spec)
+    with pytest.warns(bx.errors.ConstantMapWarning, match="score does not move"):
+        bx.explain(dead, pixels, method="saliency", target=0)
