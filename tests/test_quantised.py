@@ -207,6 +207,40 @@ def test_dynamic_quantisation_matches_finite_differences_of_the_dequantised_weig
         assert cosine > 0.99 and relative < 0.15, (target, cosine, relative)
 
 
+@pytest.mark.parametrize("fmt", ["qdq", "qop"])
+def test_lrp_on_a_bias_free_linear_quantised_graph_is_input_times_gradient(tmp_path, fmt):
+    """Conv -> GAP -> Gemm without biases, quantised: LRP-epsilon passes relevance through the quantisers and
+    uses the float twin's rule, so the input relevance is (the dequantised input) x (the straight-through
+    gradient), up to the rounding between a layer's quantised output and its float value, and it adds up to the
+    explained logit."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array((rng.standard_normal((3, 2, 3, 3)) * 0.5).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "wf")]
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "linear", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                               ["N", 2, 5, 5])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], inits)
+    float_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    float_model.ir_version = 8
+    calibration = rng.uniform(-1, 1, (8, 2, 5, 5)).astype(np.float32)
+    model = _quantise(float_model, tmp_path, fmt, calibration)
+    x = (0.9 * rng.uniform(-1, 1, (1, 2, 5, 5))).astype(np.float32)
+    seed = np.zeros((1, 4), np.float32)
+    seed[0, 2] = 1
+    logits, relevance = _run(build_gradient_model(model, "logits", ["input"], rules="lrp-epsilon"),
+                             {"input": x, "seed": seed})
+    quantiser = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    scale, zero = float(values[quantiser.input[1]]), float(values[quantiser.input[2]])
+    dequantised = (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
+    expected = dequantised * _gradient(model, x, 2)
+    assert np.corrcoef(relevance.ravel(), expected.ravel())[0, 1] > 0.99
+    np.testing.assert_allclose(relevance.sum(), logits[0, 2], rtol=1e-3)  # conserved: no bias absorbs a share
+
+
 def test_an_integer_consumer_without_a_rule_is_named_not_silently_zero():
     """QuantizeLinear -> MaxPool on uint8 -> DequantizeLinear: MaxPool has no straight-through rule on integers."""
     nodes = [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),

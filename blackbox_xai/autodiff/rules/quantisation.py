@@ -29,8 +29,9 @@ read as a real number (float32). So
 
 Structural operators over integer tensors (Reshape, Flatten, Transpose...) pass the gradient as on float tensors
 (:data:`INTEGER_PASS_OPS`); any other operator that consumes an integer tensor on the differentiated path raises
-:class:`~..context.UnsupportedOpError` naming it rather than stopping the gradient silently. The LRP rule sets have
-no quantisation rules (relevance is not a gradient): they refuse quantised graphs with the same error.
+:class:`~..context.UnsupportedOpError` naming it rather than stopping the gradient silently. In the LRP rule sets
+(:mod:`.lrp`) relevance passes the quantisers unchanged (neither rescaled nor masked) and the QLinear operators
+use the LRP rule of their float twin.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ from onnx import TensorProto, helper
 from ..context import attributes
 from .registry import GRADIENT, register
 
-__all__ = ["INTEGER_PASS_OPS", "INTEGER_SOURCE_OPS", "float_twin", "integer_range"]
+__all__ = ["INTEGER_PASS_OPS", "INTEGER_SOURCE_OPS", "QUANTISERS", "float_twin", "integer_range"]
+
+#: The quantisers proper (no float twin): relevance passes through them in the LRP rule sets.
+QUANTISERS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 
 #: Operators whose integer output carries a (straight-through) gradient.
 INTEGER_SOURCE_OPS = frozenset({
@@ -71,7 +75,8 @@ def integer_range(elem_type: int) -> tuple[int, int]:
 
 
 def _scaling(ctx) -> bool:
-    """False for the LRP rule sets (no quantisation rules there; kept for completeness)."""
+    """False for the LRP rule sets: relevance is not rescaled by quantisation scales nor masked by saturation
+    (a quantiser passes relevance like the clip it is)."""
     return not ctx.rules.startswith("lrp")
 
 
@@ -190,12 +195,11 @@ def float_twin(ctx, node, float_op: str, float_inputs: list[str], attrs: dict, g
     """
     y_float = ctx.like(ctx.node(float_op, float_inputs, hint=f"twin_{float_op}", **attrs), node.output[0])
     g = grad
-    if output_q is not None:
+    if output_q is not None and _scaling(ctx):
         scale, zero = output_q
         mask = saturation_mask(ctx, y_float, scale, zero, _quantised_type(ctx, zero, node), 1)
         g = ctx.node("Mul", [g, mask], hint="ste")
-        if _scaling(ctx):
-            g = ctx.node("Div", [g, _param(ctx, scale, y_float, 1, 1.0)], hint="ste")
+        g = ctx.node("Div", [g, _param(ctx, scale, y_float, 1, 1.0)], hint="ste")
     ctx.like(g, y_float)
     twin = helper.make_node(float_op, float_inputs, [y_float], name=node.name or node.output[0], **attrs)
     rule = ctx.extra.get("table", GRADIENT).get(float_op)
