@@ -128,6 +128,8 @@ def _output_type(node: NodeProto, types: dict) -> tuple[int, list] | None:
 def contrib_value_infos(graph: GraphProto) -> list:
     """Value infos for the outputs of ``com.microsoft`` QLinear nodes that ``graph`` (a shape-inferred graph)
     leaves untyped but whose inputs are typed; feed them back to shape inference to type what follows."""
+    if not any(node.domain == CONTRIB_DOMAIN and node.op_type in QLINEAR_OPS for node in graph.node):
+        return []
     types: dict[str, tuple[int, list]] = {}
     for value in list(graph.value_info) + list(graph.input) + list(graph.output):
         tensor = value.type.tensor_type
@@ -170,8 +172,9 @@ def materialise(model: ModelProto, names: Iterable[str]) -> ModelProto:
     """``model`` with the float value of each quantised activation named in ``names`` (dequantised names that the
     graph does not hold yet) made a real tensor: ``DequantizeLinear(q) -> name -> QuantizeLinear -> q'`` with the
     activation's own scale and zero point, and every reader of ``q`` reading ``q'`` instead. The round trip is
-    exact (the requantised tensor equals ``q``), so the model computes the same values; a cut or a gradient at
-    ``name`` now sees a float activation. Returns ``model`` itself when nothing needs adding."""
+    exact (the requantised tensor equals ``q``), so the model computes the same values (a graph output ``q`` stays
+    the original tensor); a cut or a gradient at ``name`` now sees a float activation. Returns ``model`` itself
+    when nothing needs adding."""
     graph = model.graph
     existing = {out for node in graph.node for out in node.output} | {v.name for v in graph.input}
     wanted = [(name, quantised_source(graph, name)) for name in dict.fromkeys(names) if name not in existing]
@@ -181,8 +184,7 @@ def materialise(model: ModelProto, names: Iterable[str]) -> ModelProto:
     result = ModelProto()
     result.CopyFrom(model)
     graph = result.graph
-    outputs = {value.name for value in graph.output}
-    for name, (producer, source, scale, zero) in wanted:
+    for name, (_, source, scale, zero) in wanted:
         requantised = source + "/requantized"
         extra = [zero] if zero else []
         nodes = [helper.make_node("DequantizeLinear", [source, scale] + extra, [name], name=name),
@@ -194,6 +196,4 @@ def materialise(model: ModelProto, names: Iterable[str]) -> ModelProto:
         position = next(i for i, node in enumerate(graph.node) if source in node.output)
         for offset, node in enumerate(nodes):
             graph.node.insert(position + 1 + offset, node)
-        if source in outputs:  # keep the model's output as it was (it reads the original tensor)
-            continue
     return result
