@@ -303,6 +303,7 @@ def test_zoo_gradcam_on_int8_builds_agrees_with_the_fp32_model(build):
     assert spearmanr(explanation.saliency.ravel(), reference.saliency.ravel())[0] > 0.8
 
 
+@pytest.mark.slow
 def test_zoo_qdq_straight_through_matches_finite_differences(zoo_qdq):
     """Figures (astronaut, class 560 = the build's top-1): cosine 0.998, relative error 0.07 at step 1e-5 along
     16 random directions (the fp32 model's exact gradient against its own finite differences: 0.999 / 0.05)."""
