@@ -26,8 +26,10 @@ from ..graph.analysis import (
     topological_order,
 )
 from ..graph.normalise import move_initializers_out_of_inputs, normalise_opset
+from ..graph.quantised import materialise
 from .context import FLOAT_TYPES, Context, UnsupportedOpError
 from .rules import NO_GRADIENT, RULE_SETS, rule_table
+from .rules.quantisation import INTEGER_PASS_OPS, INTEGER_SOURCE_OPS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def build_gradient_model(
     """
     wrt = [wrt] if isinstance(wrt, str) else list(wrt)
     _check_parameters(rules, wrt, epsilon, alpha, beta, input_bounds)
-    prepared = _prepare(model)
+    prepared = materialise(_prepare(model), wrt)  # the float value of a QOperator activation (graph/quantised.py)
     graph = prepared.graph
     order = topological_order(prepared)
     produced = {name for node in order for name in node.output if name}
@@ -100,17 +102,20 @@ def build_gradient_model(
 
     infos = infer_shapes(prepared)
     table = rule_table(rules)
-    reach, carrying = _reachable(order, wrt, table, infos)
+    reach, carrying, blocked = _reachable(order, wrt, table, infos)
     ancestors = _ancestors(order, output)
     active = [node for index, node in enumerate(order)
               if index in carrying and any(name in reach and name in ancestors for name in node.output if name)]
     for node in active:
-        if node.domain not in DEFAULT_DOMAINS or node.op_type not in table:
-            domain = f"{node.domain}." if node.domain not in DEFAULT_DOMAINS else ""
-            raise UnsupportedOpError(domain + node.op_type, node.name, rules=rules)
+        if op_key(node) not in table:
+            raise UnsupportedOpError(op_key(node), node.name, rules=rules)
+        if id(node) in blocked:
+            raise UnsupportedOpError(op_key(node), node.name, "it consumes an integer tensor of a quantised graph "
+                                     "and has no straight-through rule", rules)
 
     ctx = Context(infos, known | {SEED}, _LazyConstants(graph), opset_version(prepared) or MIN_OPSET, rules,
                   epsilon, alpha, beta)
+    ctx.extra["table"] = table  # quantised operators differentiate their float twin with the same rule set
     seed_info = _seed_info(infos, output, prepared)
     ctx.infos[SEED] = seed_info
     if input_bounds is not None and rules.startswith("lrp"):
@@ -131,7 +136,7 @@ def build_gradient_model(
     contributions[output].append(start)
     for node in reversed(active):
         ctx.current = node
-        rule = table[node.op_type]
+        rule = table[op_key(node)]
         outputs = range(len(node.output)) if rule.outputs is None else rule.outputs
         grads = [total(name) if i in outputs and name and name in reach else None for i, name in enumerate(node.output)]
         if all(g is None for g in grads):
@@ -201,28 +206,45 @@ def _prepare(model: ModelProto) -> ModelProto:
     return prepared
 
 
+def op_key(node: NodeProto) -> str:
+    """The rule-table key of a node: its op type, prefixed with ``domain.`` outside the default domain."""
+    return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
+
+
 def _carries_gradient(infos: dict[str, TensorInfo], name: str) -> bool:
     info = infos.get(name)
     return info is None or not info.elem_type or info.elem_type in FLOAT_TYPES
 
 
-def _reachable(order: list[NodeProto], wrt: list[str], table, infos) -> tuple[set[str], set[int]]:
-    """Tensors that depend differentiably on the ``wrt`` tensors, and the positions in ``order`` of the nodes
-    that carry the dependence (some differentiable input depends on ``wrt``)."""
+def _reachable(order: list[NodeProto], wrt: list[str], table, infos) -> tuple[set[str], set[int], set[int]]:
+    """Tensors that depend differentiably on the ``wrt`` tensors, the positions in ``order`` of the nodes
+    that carry the dependence (some differentiable input depends on ``wrt``), and the ids of the nodes that
+    consume such an integer tensor without a straight-through rule (an error if they are on the path).
+
+    Integer tensors carry gradient only when a quantiser wrote them (straight-through, rules/quantisation.py) or
+    a structural operator moved such a tensor."""
     reach = set(wrt)
     carrying: set[int] = set()
+    blocked: set[int] = set()
     for index, node in enumerate(order):
-        if node.domain in DEFAULT_DOMAINS and node.op_type in NO_GRADIENT:
+        key = op_key(node)
+        if key in NO_GRADIENT:
             continue
-        rule = table.get(node.op_type) if node.domain in DEFAULT_DOMAINS else None
+        rule = table.get(key)
         positions = range(len(node.input)) if rule is None or rule.inputs is None else rule.inputs
-        if not any(i < len(node.input) and node.input[i] in reach for i in positions):
+        reached = [node.input[i] for i in positions if i < len(node.input) and node.input[i] in reach]
+        if not reached:
             continue
         carrying.add(index)
+        integer_in = any(not _carries_gradient(infos, name) for name in reached)
+        if integer_in and key not in INTEGER_PASS_OPS:
+            blocked.add(id(node))
+        straight = key in INTEGER_SOURCE_OPS or (integer_in and key in INTEGER_PASS_OPS) or id(node) in blocked
         outputs = range(len(node.output)) if rule is None or rule.outputs is None else rule.outputs
         reach.update(node.output[i] for i in outputs
-                     if i < len(node.output) and node.output[i] and _carries_gradient(infos, node.output[i]))
-    return reach, carrying
+                     if i < len(node.output) and node.output[i]
+                     and (straight or _carries_gradient(infos, node.output[i])))
+    return reach, carrying, blocked
 
 
 def _ancestors(order: list[NodeProto], output: str) -> set[str]:
@@ -276,8 +298,10 @@ def _seed_info(infos: dict[str, TensorInfo], output: str, model: ModelProto) -> 
 
 
 def _value_info(model: ModelProto, infos: dict[str, TensorInfo], tensor: str, name: str):
+    """The declared type of ``tensor`` under ``name``; the gradient of an integer tensor is float32."""
     info = _declared_info(model, infos, tensor)
-    return TensorInfo(name, info.elem_type, info.shape).value_info(name)
+    elem = info.elem_type if name == tensor or info.elem_type in FLOAT_TYPES else TensorProto.FLOAT
+    return TensorInfo(name, elem, info.shape).value_info(name)
 
 
 class _LazyConstants:

@@ -86,6 +86,7 @@ class Context:
         self.current: NodeProto | None = None  # the forward node being differentiated (for error messages)
         self.extra: dict[Any, Any] = {}  # per-build data shared by rules (z^B bounds, flipped weights...)
         self._counter = 0
+        self._values: dict[str, np.ndarray] = {}  # constants emitted by rules, readable through const_value
         self._const_cache: dict[tuple, str] = {}
         self._shape_cache: dict[str, str] = {}
 
@@ -124,6 +125,7 @@ class Context:
                 return self._const_cache[key]
         name = self.fresh(hint)
         self.initializers.append(numpy_helper.from_array(array, name))
+        self._values[name] = array
         if key is not None:
             self._const_cache[key] = name
         self.infos[name] = TensorInfo(name, helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
@@ -138,9 +140,12 @@ class Context:
         return self.const(np.asarray(value, dtype=self.dtype(like)), hint="scalar")
 
     def const_value(self, name: str) -> np.ndarray | None:
-        """The value of a forward constant (initializer or ``Constant`` output), or None."""
+        """The value of a forward constant (initializer or ``Constant`` output) or of a constant emitted with
+        :meth:`const`, or None."""
         if not name:
             return None
+        if name in self._values:
+            return self._values[name]
         return self.constants.get(name)
 
     # ----------------------------------------------------------------------------------------------------------
@@ -150,11 +155,22 @@ class Context:
         return self.infos.get(name)
 
     def like(self, name: str, like: str) -> str:
-        """Declare that backward tensor ``name`` has the type and shape of tensor ``like``; returns ``name``."""
+        """Declare that backward tensor ``name`` has the type and shape of tensor ``like``; returns ``name``.
+
+        The gradient of an integer tensor of a quantised graph is float32 (straight-through convention,
+        :mod:`.rules.quantisation`): ``like`` an integer tensor declares float32 with its shape."""
         info = self.infos.get(like)
         if info is not None:
-            self.infos[name] = TensorInfo(name, info.elem_type, info.shape)
+            elem = info.elem_type if not info.elem_type or info.elem_type in FLOAT_TYPES else TensorProto.FLOAT
+            self.infos[name] = TensorInfo(name, elem, info.shape)
         return name
+
+    def grad_dtype(self, name: str) -> np.dtype:
+        """The dtype of the gradient of tensor ``name``: its own for float tensors, float32 for integer ones."""
+        info = self.infos.get(name)
+        if info is not None and info.elem_type and info.elem_type not in FLOAT_TYPES:
+            return np.dtype(np.float32)
+        return self.dtype(name)
 
     def dtype(self, name: str) -> np.dtype:
         """The numpy dtype of a tensor (float32 when unknown)."""
@@ -206,8 +222,8 @@ class Context:
         return self._shape_cache[name]
 
     def zeros_like(self, name: str) -> str:
-        """Zeros with the shape and element type of ``name``."""
-        value = numpy_helper.from_array(np.zeros(1, dtype=self.dtype(name)), "value")
+        """Zeros with the shape of ``name`` and the element type of its gradient (:meth:`grad_dtype`)."""
+        value = numpy_helper.from_array(np.zeros(1, dtype=self.grad_dtype(name)), "value")
         return self.like(self.node("ConstantOfShape", [self.shape(name)], hint="zeros", value=value), name)
 
     def reshape_like(self, tensor: str, like: str) -> str:

@@ -26,9 +26,10 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 import onnx
-from onnx import GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, helper
+from onnx import GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, helper, numpy_helper
 
 from ..errors import ModelError, ParameterError
+from .quantised import contrib_value_infos
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,12 @@ def infer_shapes(model: ModelProto) -> dict[str, TensorInfo]:
     """
     inferred = model
     try:
-        inferred = onnx.shape_inference.infer_shapes(_skeleton(model), strict_mode=False, data_prop=True)
+        skeleton = inferred = onnx.shape_inference.infer_shapes(_skeleton(model), strict_mode=False, data_prop=True)
+        for _ in range(len(model.graph.node)):  # com.microsoft QLinear ops (graph/quantised.py), a layer a round
+            if not (extra := contrib_value_infos(inferred.graph)):
+                break
+            skeleton.graph.value_info.extend(extra)
+            inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
     except Exception as error:  # onnx raises InferenceError, ValidationError, RuntimeError...
         log.warning("onnx shape inference failed (%s); using the shapes the model declares", error)
     graph = inferred.graph
@@ -469,15 +475,12 @@ def with_outputs(model: ModelProto, names: Iterable[str], infos: Mapping[str, Te
 def _zeros(info: TensorInfo, batch: int) -> np.ndarray:
     if info.shape is None or info.dtype is None:
         raise ModelError(f"cannot build a probe input for {info.name!r}: its type or rank is unknown; pass feeds")
-    dims = [batch if i == 0 and not isinstance(d, int) else (d if isinstance(d, int) else 1)
-            for i, d in enumerate(info.shape)]
-    return np.zeros(dims, dtype=info.dtype)
+    return np.zeros([batch if i == 0 and not isinstance(d, int) else (d if isinstance(d, int) else 1)
+                     for i, d in enumerate(info.shape)], dtype=info.dtype)
 
 
 def constant_value(model: Graphish, name: str) -> np.ndarray | None:
     """The value of an initializer or a ``Constant`` output named ``name`` (None if it is neither)."""
-    from onnx import numpy_helper
-
     graph = graph_of(model)
     for tensor in graph.initializer:
         if tensor.name == name:
@@ -487,12 +490,8 @@ def constant_value(model: Graphish, name: str) -> np.ndarray | None:
             for attribute in node.attribute:
                 if attribute.name == "value":
                     return numpy_helper.to_array(attribute.t)
-                if attribute.name == "value_ints":
-                    return np.asarray(list(attribute.ints), dtype=np.int64)
-                if attribute.name == "value_int":
-                    return np.asarray(attribute.i, dtype=np.int64)
-                if attribute.name == "value_floats":
-                    return np.asarray(list(attribute.floats), dtype=np.float32)
-                if attribute.name == "value_float":
-                    return np.asarray(attribute.f, dtype=np.float32)
+                if attribute.name in ("value_ints", "value_int"):
+                    return np.asarray(helper.get_attribute_value(attribute), dtype=np.int64)
+                if attribute.name in ("value_floats", "value_float"):
+                    return np.asarray(helper.get_attribute_value(attribute), dtype=np.float32)
     return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from onnx import ModelProto, NodeProto
+from onnx import ModelProto, NodeProto, TensorProto
 
 from ..errors import ModelError
 from .analysis import (
@@ -27,6 +27,7 @@ from .analysis import (
     topological_order,
 )
 from .head import pool_covers_map, reduces_spatial
+from .quantised import QLINEAR_OPS, dequantised_name, is_quantised_graph, quantisation_of
 
 __all__ = ["Layer", "candidate_layers", "default_layer", "global_pooling_inputs"]
 
@@ -77,17 +78,63 @@ def candidate_layers(
     if infos is None:
         names = [name for node in order for name in node.output if name in dependent]
         infos = tensor_info(model, names, run=run)
+    quantised = is_quantised_graph(model.graph)
+    hidden = _quantisation_intermediates(model, order, infos) if quantised else set()
     layers: list[Layer] = []
     for position, node in enumerate(order):
         for name in node.output:
+            if not name or name not in dependent or name in hidden:
+                continue
             info = infos.get(name)
-            if not name or name not in dependent or info is None or not info.is_float or info.rank != 4:
+            if quantised and node.op_type in QLINEAR_OPS and quantisation_of(node) is not None:
+                info, name = _dequantised_info(info, name)  # a QOperator activation: listed by its float value
+            if info is None or not info.is_float or info.rank != 4:
                 continue
             height, width = info.shape[2], info.shape[3]
             if isinstance(height, int) and isinstance(width, int) and height * width <= 1:
                 continue
             layers.append(Layer(name, node.op_type, node.name, tuple(info.shape), position))
     return layers
+
+
+def _dequantised_info(info: TensorInfo | None, name: str) -> tuple[TensorInfo | None, str]:
+    """The float activation (name and type) standing for the integer output ``name`` of a QLinear node."""
+    float_name = dequantised_name(name)
+    if info is None or info.shape is None:
+        return None, float_name
+    return TensorInfo(float_name, TensorProto.FLOAT, info.shape), float_name
+
+
+def _quantisation_intermediates(model: ModelProto, order: list[NodeProto], infos: dict[str, TensorInfo]) -> set[str]:
+    """Float tensors of a quantised graph that are not activations of their own: a tensor only quantised (its
+    DequantizeLinear output stands for it), a second DequantizeLinear of the same quantised tensor or one of the
+    quantised model input, and the
+    rescaling of an integer result (``Cast`` of ConvInteger/MatMulInteger and the ``Mul`` by its scale)."""
+    readers = consumers(model)
+    outputs = {value.name for value in model.graph.output}
+    hidden: set[str] = set()
+    inputs = {value.name for value in model.graph.input}
+    seen_quantised = {node.output[0] for node in order if node.op_type == "QuantizeLinear" and node.input[0] in inputs}
+    for node in order:
+        out = node.output[0] if node.output else ""
+        if not out:
+            continue
+        following = readers.get(out, [])
+        if following and out not in outputs and all(r.op_type == "QuantizeLinear" for r in following):
+            hidden.add(out)
+        if node.op_type == "DequantizeLinear":
+            if node.input[0] in seen_quantised:
+                hidden.add(out)
+            seen_quantised.add(node.input[0])
+        elif node.op_type == "Cast" and not _is_float(infos.get(node.input[0])):
+            hidden.add(out)
+        elif node.op_type == "Mul" and any(name in hidden for name in node.input):
+            hidden.add(out)
+    return hidden
+
+
+def _is_float(info: TensorInfo | None) -> bool:
+    return info is None or not info.elem_type or info.is_float
 
 
 def global_pooling_inputs(model: ModelProto, infos: dict[str, TensorInfo]) -> list[tuple[NodeProto, str]]:

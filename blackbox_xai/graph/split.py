@@ -31,6 +31,7 @@ from .analysis import (
     tensor_info,
     topological_order,
 )
+from .quantised import materialise
 
 __all__ = ["Split", "split", "cut_dependencies"]
 
@@ -101,7 +102,8 @@ def split(
     Parameters
     ----------
     model : the model (not modified). Graph inputs that are initializers (old IR) are treated as weights.
-    tensor : the cut: a tensor name (or several) computed from the model input.
+    tensor : the cut: a tensor name (or several) computed from the model input; the float value of a QOperator
+        activation ``q`` is cut as ``q + "/dequantized"`` (:func:`~blackbox_xai.graph.quantised.materialise`).
     run : optional ``run(model, feeds)`` for shapes that shape inference cannot find (see
         :func:`~blackbox_xai.graph.analysis.tensor_info`); without it such head inputs are typed by element
         type only, or left untyped.
@@ -119,6 +121,7 @@ def split(
     ParameterError : the tensor is unknown, a graph input, or does not depend on the input.
     ModelError : a part would read a tensor it does not have (a bug; reported rather than returned).
     """
+    model = materialise(model, [tensor] if isinstance(tensor, str) else tensor)  # QOperator float activations
     cuts = _check_cuts(model, tensor)
     head_nodes, crossing = cut_dependencies(model, cuts)
     boundary = cuts + crossing

@@ -18,7 +18,9 @@ gradients; the score's gradient with respect to the mask parameters comes from o
   offset each time), so the estimate is that of the gradient's projection on smooth directions, with a noise
   ``block`` times smaller than independent directions give.
 
-``"auto"`` (the methods' default) takes ``"exact"`` when the model has a backward graph (an
+An exact gradient that is identically zero on the first step while the score moves under a small perturbation
+(:mod:`.zero_gradient`) makes ``"auto"`` switch to ``"spsa"`` (``gradient_fallback`` in the extras) and an explicit
+``"exact"`` fail. ``"auto"`` (the methods' default) takes ``"exact"`` when the model has a backward graph (an
 :class:`~blackbox_xai.OnnxModel` whose ops all have backward rules and a float input) and ``"spsa"`` otherwise
 (a :class:`~blackbox_xai.CallableModel`, or an op without a rule: the reason is kept as
 ``gradient_unavailable``).
@@ -37,6 +39,7 @@ from ..model.capabilities import INPUT_GRADIENTS, check_requirements
 from ..targets import Target
 from . import params as P
 from .base import chunks
+from .zero_gradient import ZERO_GRADIENT, input_score_moves, is_zero, zero_gradient_error
 
 GRADIENT_SOURCES = ("auto", "exact", "spsa")
 
@@ -204,8 +207,10 @@ class ScoreGradient:
         self.report: dict[str, Any] = {}
         if source not in GRADIENT_SOURCES:
             raise P.parameter_error("ScoreGradient", "source", source, P.Options(*GRADIENT_SOURCES).describe())
+        self.requested = source
         self.source = self._resolve(source)
         self.report["gradient_source"] = self.source
+        self._checked = False  # the first exact gradient is checked against the score (zero_gradient.py)
 
     def _resolve(self, source: str) -> str:
         if source == "spsa":
@@ -243,9 +248,23 @@ class ScoreGradient:
         source and the mean of each antithetic pair for SPSA (no extra pass)."""
         if self.source == "exact":
             masks = render(params)
-            scores, pixel_gradients = self.pixel_gradients(perturb(masks))
-            return scores, render_adjoint(params, perturb_adjoint(masks, pixel_gradients))
+            images = perturb(masks)
+            scores, pixel_gradients = self.pixel_gradients(images)
+            if self._checked or not self._falls_back(images[0], pixel_gradients):
+                return scores, render_adjoint(params, perturb_adjoint(masks, pixel_gradients))
         return self._spsa(params, render, perturb)
+
+    def _falls_back(self, image: np.ndarray, pixel_gradients: np.ndarray) -> bool:
+        """Once: whether an identically zero exact gradient hides a score that moves; then "auto" switches to
+        SPSA (``report["gradient_fallback"]``) and an explicit "exact" fails with one line."""
+        self._checked = True
+        if not is_zero(pixel_gradients) or not input_score_moves(self.model, image, self.target.weights):
+            return False
+        if self.requested != "auto":
+            raise zero_gradient_error(self.requested, "spsa")
+        self.source = self.report["gradient_source"] = "spsa"
+        self.report["gradient_fallback"] = ZERO_GRADIENT
+        return True
 
     def _spsa(self, params: np.ndarray, render: Render,
               perturb: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     linear,
     normalisation,
     pool,
+    quantisation,
     reduce,
     resize,
     shape,

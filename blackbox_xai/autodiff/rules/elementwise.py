@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from onnx import TensorProto
+
 from ..context import FLOAT_TYPES
 from .registry import register
 
@@ -101,10 +103,11 @@ def dropout(ctx, node, grads, needed):
 
 @register("Cast")
 def cast(ctx, node, grads, needed):
+    # an integer input only carries gradient on a quantised path (straight-through, rules/quantisation.py):
+    # its gradient stays float32
     x = node.input[0]
-    if ctx.elem_type(x) not in FLOAT_TYPES:
-        return [None]
-    return [ctx.node("Cast", [grads[0]], to=ctx.elem_type(x))]
+    to = ctx.elem_type(x) if ctx.elem_type(x) in FLOAT_TYPES else TensorProto.FLOAT
+    return [ctx.node("Cast", [grads[0]], to=to)]
 
 
 @register("CastLike", inputs=(0,))

@@ -17,6 +17,8 @@ The backward signal is the relevance ``R`` itself, starting from ``R = seed * ou
 * Activations (ReLU, ReLU6, LeakyReLU, sigmoid-type gates...) and LRN pass relevance through unchanged.
 * Re-arrangements and selections (Reshape, Transpose, Concat, Slice, Pad, Gather...) and max pooling
   (winner takes all) use their exact adjoints, which move relevance without changing its sum.
+* Quantised graphs: QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear pass relevance like the clip they
+  are; QLinear operators and ConvInteger/MatMulInteger use their float twin's rule (:mod:`.quantisation`).
 * Anything else (Softmax, products of two activations, LayerNormalization...) raises
   :class:`~..context.UnsupportedOpError`: explain the logits, not the probabilities.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 from onnx import NodeProto
 
 from ..context import attributes
+from .quantisation import INTEGER_SOURCE_OPS, QUANTISERS
 from .registry import GRADIENT, Rule
 
 LINEAR = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Sum", "Mean", "Mul", "Div", "Neg",
@@ -195,5 +198,9 @@ def lrp_table(alpha_beta: bool) -> dict[str, Rule]:
     for op in ADJOINT:
         if op in GRADIENT:
             table[op] = GRADIENT[op]
+    for op in QUANTISERS:  # a quantiser is an activation (a clip): relevance passes
+        table[op] = Rule(_pass, GRADIENT[op].inputs, GRADIENT[op].outputs)
+    for op in INTEGER_SOURCE_OPS - QUANTISERS:  # QLinear/Integer ops: their float twin's rule in this table
+        table[op] = GRADIENT[op]
     return table
 

@@ -17,7 +17,9 @@ explanation records ``params["gradient"]`` as "exact" or "finite-difference" and
 
 "auto" tries them in that order ("exact": the first two only, an error when neither applies): affine (free),
 backward (one pass), finite differences (2K head passes or more); when the backward graph cannot be built (an op
-without a rule), the reason is reported as ``backward_unavailable``.
+without a rule), the reason is reported as ``backward_unavailable``. A backward gradient that is identically zero
+while the head's score moves under a small perturbation (:mod:`..zero_gradient`, two head passes) is not used:
+"auto" falls back to finite differences and reports ``gradient_fallback``; an explicit "exact"/"backward" fails.
 
 The explained score is ``target.weights @ logits`` (logits: the pre-softmax scores), so a contrast (p, q) is the
 gradient of ``y_p - y_q``.
@@ -33,6 +35,7 @@ from ...errors import GradientUnavailableError, ParameterError
 from ...model.layer_model import LayerModel, LayerState
 from ...targets import Target
 from ..base import chunks
+from ..zero_gradient import ZERO_GRADIENT, head_score_moves, is_zero, zero_gradient_error
 
 SOURCES = ("auto", "exact", "finite-difference", "affine", "backward")
 """Accepted values of the CAM family's ``gradient``: the shared vocabulary's, then the legacy spellings of a
@@ -195,16 +198,24 @@ def gradient_source(layer: LayerModel, state: LayerState, target: Target, source
                              "head is not: use gradient='auto'")
     if source in ("auto", "exact", "affine") and layer.affine is not None:
         return AffineGradients(layer, state, target)
-    unavailable = None
+    unavailable = fallback = None
     if source in ("auto", "exact", "backward"):
         unavailable = layer.head_gradient_gap()
         if unavailable is None:
-            return BackwardGradients(layer, state, target)
-        if source in ("exact", "backward"):
+            backward = BackwardGradients(layer, state, target)
+            # never silently wrong: a zero gradient is checked against the head's score (zero_gradient.py)
+            if not is_zero(backward.gradient()) or not head_score_moves(layer, state, target.weights):
+                return backward
+            if source != "auto":
+                raise zero_gradient_error(source, "finite-difference")
+            fallback = ZERO_GRADIENT
+        elif source in ("exact", "backward"):
             raise GradientUnavailableError(f"gradient={source!r} is not available for this head: {unavailable} "
                                            "(gradient='finite-difference' works for any head)")
     fd = FiniteDifferenceGradients(layer, state, target, step=step, check=check)
     if unavailable is not None:
         fd.report["backward_unavailable"] = unavailable
+    if fallback is not None:
+        fd.report["gradient_fallback"] = fallback
     return fd
 

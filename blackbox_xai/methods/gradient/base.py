@@ -33,6 +33,7 @@ from ...model.onnx_model import OnnxModel
 from ...targets import Target
 from .. import params as P
 from ..base import Attribution, Method, Progress
+from ..zero_gradient import SCORE_STILL, ZERO_GRADIENT, input_score_moves, is_zero
 
 REDUCTIONS = ("sum", "abs-max", "abs-sum")
 
@@ -83,7 +84,15 @@ class GradientMethod(Method):
         attribution = np.asarray(result.saliency, dtype=np.float32)
         if self.keep_attribution:
             result.extras["attribution"] = attribution
+        if is_zero(attribution):  # never silently wrong: is the gradient zero, or the score still?
+            moves = input_score_moves(model, pixels, target.weights)
+            result.extras["zero_gradient"] = ZERO_GRADIENT if moves else SCORE_STILL
         return Attribution(reduce_channels(attribution, self.reduce), result.extras, result.resolved_params)
+
+    def constant_map_reason(self, extras: dict[str, Any]) -> str:
+        """The zero-gradient check's verdict when the attribution is identically zero
+        (:mod:`..zero_gradient`), else the base class's reason."""
+        return extras.get("zero_gradient") or super().constant_map_reason(extras)
 
     def attribution(self, model: OnnxModel, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray,
                     progress: Progress) -> Attribution:
