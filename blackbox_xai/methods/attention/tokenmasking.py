@@ -33,7 +33,7 @@ class TokenMasking(BaseCAM):
     1/2 and 1/4), zero every other grid token, and score the result with head-only passes: the map at a position is
     the target's score with only that neighbourhood kept, minus the lowest such score (as ReciproCAM normalises).
     Extra tokens (class, distillation) are never masked. Gradient-free and attention-free: h x w head passes.
-    Works on any layer a CAM method takes (a CNN's map as in ReciproCAM, a transformer's token grid as in
+    ``extras["position_scores"]`` keeps the scores (h, w). Works on any layer a CAM method takes (a CNN's map as in ReciproCAM, a transformer's token grid as in
     ViT-ReciproCAM; default: the default CAM layer).
 
     Parameters
@@ -70,5 +70,5 @@ class TokenMasking(BaseCAM):
         if self.score == "probability":
             logits = softmax(logits)
         scores = logits @ target.weights
-        extras["masked_passes"] = count
+        extras.update({"masked_passes": count, "position_scores": scores.reshape(height, width).astype(np.float32)})
         return (scores - scores.min()).reshape(height, width)

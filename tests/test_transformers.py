@@ -1,0 +1,301 @@
+"""Vision transformers: token layers, the CAM family on token grids, attention methods, and the ground-truth ViTs.
+
+The coverage exports in ``tests/data/vits`` (random weights, written by ``scripts/export_vits.py``) cover the
+layouts met in the wild: a class token (``vit_cls``), class and distillation tokens (``deit_dist``), global average
+pooling (``vit_gap``, opset 20: one Gelu node), ``nn.MultiheadAttention`` (``vit_mha``) and a windowed,
+channels-last model (``swin_like``). The trained ground-truth ViTs (``models/shapes_vit_*``, by
+``scripts/train_vit.py``) are used where a map must be right, not only well-formed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import blackbox_xai as bx
+from blackbox_xai import graph
+from blackbox_xai.errors import CapabilityError, ConstantMapWarning, ParameterError
+from blackbox_xai.graph.analysis import depends_on_input, tensor_info, topological_order
+from blackbox_xai.graph.tokens import attention_layout, attention_probabilities
+from blackbox_xai.methods.registry import registered
+
+VITS = Path(__file__).parent / "data" / "vits"
+SPEC = bx.InputSpec(size=(32, 48), value_range=(0, 1), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+EXPORTS = {  # stem: (layout of the default layer, grid, extra tokens)
+    "vit_cls": ("tokens", (4, 6), 1),
+    "deit_dist": ("tokens", (4, 6), 2),
+    "vit_gap": ("tokens", (4, 6), 0),
+    "vit_mha": ("tokens", (4, 6), 1),
+    "swin_like": ("NHWC", (8, 12), 0),
+}
+ATTENTION_EXPORTS = ("vit_cls", "deit_dist", "vit_gap", "vit_mha")
+
+
+def load(stem: str, **options) -> bx.OnnxModel:
+    return bx.load_model(VITS / f"{stem}.onnx", spec=SPEC, **options)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    picture = rng.uniform(0, 255, (32, 48, 3))
+    picture[8:20, 10:30] = (230, 40, 40)  # some structure, so that maps have something to find
+    return picture.astype(np.float32)
+
+
+def session(proto) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Layer discovery
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stem", sorted(EXPORTS))
+def test_default_layer_is_a_token_grid_and_no_candidate_is_an_attention_internal(stem: str) -> None:
+    layout, grid, extra = EXPORTS[stem]
+    proto = graph.load(VITS / f"{stem}.onnx")
+    layer = graph.default_layer(proto)
+    assert (layer.layout, layer.grid, layer.extra) == (layout, grid, extra), str(layer)
+    assert layer.op_type == "Add"  # the residual stream
+    candidates = graph.candidate_layers(proto)
+    spatial = [c for c in candidates if c.layout == "NCHW"]
+    assert [c.op_type for c in spatial] == ["Conv"]  # the patch embedding; nothing below the tokens
+    for candidate in candidates:
+        assert candidate.spatial[0] * candidate.spatial[1] > 1
+        if candidate.layout == "tokens":
+            assert candidate.shape[1] == grid[0] * grid[1] + extra
+    # the attention probabilities (B, heads, N, N) and the head-split tensors are never candidates
+    order = topological_order(proto)
+    dependent = depends_on_input(proto)
+    infos = tensor_info(proto, [n for node in order for n in node.output if n in dependent])
+    names = {c.tensor for c in candidates}
+    internals = [n for n in dependent if infos.get(n) is not None and infos[n].rank == 4
+                 and n not in names and "Conv" not in n]
+    assert internals, "the exports have 4-D internals to refuse"
+    for found in attention_probabilities(proto, infos, dependent, order):
+        assert found.tensor not in names
+    assert "tokens = " in str(layer) or "channels-last" in str(layer)
+
+
+def test_the_issue_default_is_refused_in_one_line(image: np.ndarray) -> None:
+    """The default of old, the attention internal (B, N, heads, head_dim), given by hand."""
+    model = load("vit_cls")
+    internal = "/blocks/blocks.1/attn/Transpose_2_output_0"
+    with pytest.raises(ParameterError) as raised:
+        bx.explain(model, image, method="gradcam", layer=internal)
+    assert "\n" not in str(raised.value) and internal in str(raised.value)
+
+
+def test_cnn_layers_are_unchanged() -> None:
+    """A graph without tokens keeps every 4-D activation and its default (the shapes CNN: the conv at 12x12)."""
+    proto = graph.load(Path(bx.groundtruth.models_dir()) / "shapes_clean.onnx")
+    layers = graph.candidate_layers(proto)
+    assert all(layer.layout == "NCHW" and layer.grid is None for layer in layers)
+    assert len(layers) == sum(1 for node in proto.graph.node if node.op_type in ("Conv", "Relu", "MaxPool"))
+    assert graph.default_layer(proto).spatial == (12, 12)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Every CAM method and both attention methods on every coverage export
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stem", sorted(EXPORTS))
+def test_every_cam_and_attention_method_gives_a_map(stem: str, image: np.ndarray) -> None:
+    model = load(stem)
+    names = [*registered("cam"), *registered("attention")]
+    assert {"gradcam", "scorecam", "ablationcam", "eigencam", "tokenmasking", "rollout", "gradattention"} <= set(names)
+    for name in names:
+        if name == "cam":  # needs an affine head (pooling then one linear layer): refused in one line
+            with pytest.raises(ParameterError, match="^CAM needs global average pooling"):
+                bx.explain(model, image, method=name)
+            continue
+        if name in registered("attention") and stem == "swin_like":  # attention inside windows only
+            assert model.capability_gap("attention") is not None
+            with pytest.raises(CapabilityError) as raised:
+                bx.explain(model, image, method=name)
+            assert "\n" not in str(raised.value)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConstantMapWarning)
+            exp = bx.explain(model, image, method=name)
+        assert exp.saliency.shape == image.shape[:2] and np.isfinite(exp.saliency).all()
+        assert np.ptp(exp.saliency) > 0.05, (stem, name)
+        if "gradient_source" in exp.params:
+            assert exp.params["gradient_source"] == "backward"  # the exact head gradient, not finite differences
+
+
+@pytest.mark.parametrize("stem", ["vit_cls", "vit_mha"])
+def test_token_grid_maps_are_the_tokens_in_place(stem: str, image: np.ndarray) -> None:
+    """Eigen-free check of the reshape: HiResCAM's map on the grid is sum_d grad * A at each grid token, with the
+    grid tokens in row-major order after the extra tokens (a transposed reshape would fail on the 4x6 grid)."""
+    model = load(stem)
+    layer = model.layer_model()
+    pixels = bx.image.resize_pixels(image, (32, 48))
+    weights = np.zeros(5, np.float32)
+    top = int(model.predict(pixels)[0].argmax())
+    weights[top] = 1
+    _, found = model.gradient(pixels, weights, wrt=[layer.layer.tensor])
+    tokens = layer.state(pixels).activations  # (N, D)
+    gradient = found[layer.layer.tensor][0]
+    expected = np.maximum((gradient * tokens).sum(axis=1)[layer.layer.extra:].reshape(4, 6), 0)
+    exp = bx.explain(model, image, method="hirescam", target=top)
+    assert np.allclose(exp.extras["cam_max"], expected.max(), rtol=1e-4)
+    grid = exp.saliency.reshape(4, 8, 6, 8).mean(axis=(1, 3))  # bilinear 4x6 -> 32x48, averaged per cell
+    assert np.corrcoef(grid.ravel(), expected.ravel())[0, 1] > 0.95
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Gradients with respect to token layers and attention tensors: finite differences
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _directional_fd(proto, tensor: str, feeds: dict, logits_name: str, weights: np.ndarray,
+                    direction: np.ndarray) -> float:
+    """Central difference of weights @ logits along ``direction`` at ``tensor``, through the graph split there."""
+    parts = graph.split(proto, tensor)
+    body, head = session(parts.body), session(parts.head)
+    values = body.run([tensor, *parts.crossing], feeds)
+    base, crossing = values[0].astype(np.float64), dict(zip(parts.crossing, values[1:]))
+    step = 2e-3 * float(np.sqrt(np.mean(base ** 2)))
+    scores = []
+    for sign in (1, -1):
+        run = {tensor: (base + sign * step * direction).astype(np.float32), **crossing}
+        run = {k: v for k, v in run.items() if k in {i.name for i in head.get_inputs()}}
+        scores.append(float(head.run([logits_name], run)[0].reshape(-1) @ weights))
+    return (scores[0] - scores[1]) / (2 * step)
+
+
+@pytest.mark.parametrize("stem", ATTENTION_EXPORTS)
+def test_gradients_wrt_token_layers_and_attention_match_finite_differences(stem: str, image: np.ndarray) -> None:
+    model = load(stem)
+    proto = graph.move_initializers_out_of_inputs(model.proto())
+    layout = attention_layout(proto)
+    token_layer = model.layer_model().layer.tensor
+    names = [token_layer, layout.tensors[0].tensor, layout.tensors[-1].tensor]
+    pixels = bx.image.resize_pixels(image, (32, 48))
+    weights = np.array([1.0, -0.5, 0.0, 0.25, 0.0], np.float32)
+    _, found = model.gradient(pixels, weights, wrt=names)
+    feeds = {"input": model.preprocessor.forward(pixels[None])}
+    rng = np.random.default_rng(0)
+    for name in names:
+        gradient = found[name].astype(np.float64)
+        assert np.abs(gradient).max() > 0, name
+        # along the gradient itself (a large derivative, |g|^2: a wrong scale or a misplaced entry changes it),
+        # and along a random direction orthogonal to it (the derivative must vanish)
+        along = gradient / np.sqrt(np.mean(gradient ** 2))
+        noise = rng.standard_normal(gradient.shape)
+        across = noise - along * (noise * along).sum() / (along * along).sum()
+        for direction, tolerance in ((along, 1e-2), (across, None)):
+            expected = _directional_fd(proto, name, feeds, "logits", weights.astype(np.float64), direction)
+            got = float((gradient * direction).sum())
+            if tolerance is None:  # |d| ~ |along|, so compare with the derivative along the gradient
+                assert abs(expected) <= 1e-2 * float((gradient * along).sum()), (name, expected)
+            else:
+                assert abs(got - expected) <= tolerance * abs(expected), (name, got, expected)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Rollout and gradient-weighted attention against independent implementations of the papers' formulas
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _exposed_attention(stem: str, pixels: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """The attention probabilities of every block (heads, N, N), read with onnxruntime directly, and the number of
+    extra tokens."""
+    proto = graph.move_initializers_out_of_inputs(graph.load(VITS / f"{stem}.onnx"))
+    layout = attention_layout(proto)
+    names = [t.tensor for t in layout.tensors]
+    values = session(graph.expose(proto, names)).run(names, {"input": load(stem).preprocessor.forward(pixels[None])})
+    return [v.reshape(-1, v.shape[-2], v.shape[-1]).astype(np.float64) for v in values], layout.extra
+
+
+def _paper_rollout(attentions: list[np.ndarray], fusion: str, discard: float) -> np.ndarray:
+    """Abnar & Zuidema with the reference code's head fusion and discard ratio, written element by element."""
+    n = attentions[0].shape[-1]
+    joint = np.eye(n)
+    for attention in attentions:
+        fused = getattr(attention, fusion)(axis=0)
+        if discard:
+            flat = sorted(range(n * n), key=lambda i: (fused.flat[i], i))[:int(n * n * discard)]
+            for index in flat:
+                if index != 0:
+                    fused.flat[index] = 0.0
+        layer = np.array([[0.5 * fused[i, j] + 0.5 * (i == j) for j in range(n)] for i in range(n)])
+        layer /= layer.sum(axis=1)[:, None]
+        joint = np.linalg.multi_dot([layer, joint])
+    return joint
+
+
+@pytest.mark.parametrize("stem", ATTENTION_EXPORTS)
+@pytest.mark.parametrize("fusion, discard", [("mean", 0.0), ("max", 0.9), ("min", 0.5)])
+def test_rollout_matches_the_formula(stem: str, fusion: str, discard: float, image: np.ndarray) -> None:
+    pixels = bx.image.resize_pixels(image, (32, 48))
+    attentions, extra = _exposed_attention(stem, pixels)
+    joint = _paper_rollout(attentions, fusion, discard)
+    rows = joint[:extra].mean(axis=0) if extra else joint.mean(axis=0)
+    exp = bx.explain(load(stem), image, method="rollout", head_fusion=fusion, discard_ratio=discard)
+    assert np.allclose(exp.extras["token_relevance"], rows, rtol=1e-5, atol=1e-7)
+    if discard == 0:  # each rollout row is a probability distribution over the input tokens
+        assert np.isclose(exp.extras["token_relevance"].sum(), 1.0, atol=1e-5)
+    grid = rows[extra:].reshape(4, 6)
+    assert np.isclose(exp.extras["token_max"], np.abs(grid).max(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("stem", ATTENTION_EXPORTS)
+def test_gradient_weighted_attention_matches_the_formula(stem: str, image: np.ndarray) -> None:
+    """Chefer et al.'s rule with the attention values read independently and the gradients checked against finite
+    differences above."""
+    model = load(stem)
+    pixels = bx.image.resize_pixels(image, (32, 48))
+    attentions, extra = _exposed_attention(stem, pixels)
+    top = int(model.predict(pixels)[0].argmax())
+    weights = np.eye(5, dtype=np.float32)[top]
+    names = [t.tensor for t in attention_layout(graph.move_initializers_out_of_inputs(model.proto())).tensors]
+    _, found = model.gradient(pixels, weights, wrt=names)
+    n = attentions[0].shape[-1]
+    relevance = np.eye(n)
+    for attention, name in zip(attentions, names):
+        gradient = found[name].reshape(attention.shape)
+        cam = np.clip(gradient * attention, 0, None).mean(axis=0)
+        relevance = relevance + cam @ relevance
+    relevance -= np.eye(n)
+    rows = relevance[:extra].mean(axis=0) if extra else relevance.mean(axis=0)
+    exp = bx.explain(model, image, method="gradattention", target=top)
+    assert np.allclose(exp.extras["token_relevance"], rows, rtol=1e-4, atol=1e-8)
+    assert exp.timing["backward_passes"] == 1
+
+
+def test_token_masking_scores_each_neighbourhood(image: np.ndarray) -> None:
+    """The map at a grid position is the head's target probability with only that 3x3 neighbourhood kept (extra
+    tokens untouched), minus the lowest: checked at two positions with the split model."""
+    model = load("deit_dist")
+    layer = model.layer_model()
+    pixels = bx.image.resize_pixels(image, (32, 48))
+    state = layer.state(pixels)
+    top = int(model.predict(pixels)[0].argmax())
+    exp = bx.explain(model, image, method="tokenmasking", target=top, relu=False)
+    assert exp.timing["head_passes"] == 24
+    scores = []
+    for i, j in [(0, 0), (2, 3)]:
+        tokens = state.activations.copy()
+        keep = np.zeros((4, 6))
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                if 0 <= i + di < 4 and 0 <= j + dj < 6:
+                    keep[i + di, j + dj] = 0.5 ** (abs(di) + abs(dj))
+        tokens[2:] *= keep.reshape(-1, 1)
+        logits = layer.head(state, tokens[None]).astype(np.float64)[0]
+        scores.append(np.exp(logits - logits.max())[top] / np.exp(logits - logits.max()).sum())
+    position_scores = exp.extras["position_scores"]
+    assert np.allclose([position_scores[0, 0], position_scores[2, 3]], scores, rtol=1e-4)
+    expected = position_scores - position_scores.min()
+    assert np.isclose(exp.extras["cam_max"], expected.max(), rtol=1e-5)
