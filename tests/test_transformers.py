@@ -299,3 +299,70 @@ def test_token_masking_scores_each_neighbourhood(image: np.ndarray) -> None:
     assert np.allclose([position_scores[0, 0], position_scores[2, 3]], scores, rtol=1e-4)
     expected = position_scores - position_scores.min()
     assert np.isclose(exp.extras["cam_max"], expected.max(), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Backward rules: Einsum (gradient), LRP through LayerNormalization, attention and GELU gates
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("bhnd,bhmd->bhnm", [(2, 3, 4, 5), (2, 3, 6, 5)]),  # attention scores q k^T
+    ("bhnm,bhmd->bhnd", [(2, 3, 4, 6), (2, 3, 6, 5)]),  # attention times values
+    ("...ij,jk->...ik", [(2, 3, 4), (4, 5)]),          # a linear layer with ellipsis
+])
+def test_einsum_gradient_is_the_closed_form(equation: str, shapes: list) -> None:
+    from onnx import TensorProto, helper
+
+    from blackbox_xai.autodiff import build_gradient_model
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+    out = np.einsum(equation, a, b)
+    node = helper.make_node("Einsum", ["a", "b"], ["y"], equation=equation)
+    graph_ = helper.make_graph([node], "einsum", [helper.make_tensor_value_info("a", TensorProto.FLOAT, shapes[0]),
+                                                  helper.make_tensor_value_info("b", TensorProto.FLOAT, shapes[1])],
+                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, out.shape)])
+    proto = helper.make_model(graph_, opset_imports=[helper.make_opsetid("", 17)])
+    built = build_gradient_model(proto, "y", wrt=["a", "b"])
+    seed = rng.standard_normal(out.shape).astype(np.float32)
+    ga, gb = session(built).run(["grad:a", "grad:b"], {"a": a, "b": b, "seed": seed})
+    # d/da sum(seed * einsum(a, b)), by the definition: one unit perturbation of a at a time (the map is linear)
+    expected_a = np.array([np.sum(seed * np.einsum(equation, np.eye(a.size)[i].reshape(a.shape), b))
+                           for i in range(a.size)]).reshape(a.shape)
+    expected_b = np.array([np.sum(seed * np.einsum(equation, a, np.eye(b.size)[i].reshape(b.shape)))
+                           for i in range(b.size)]).reshape(b.shape)
+    assert np.allclose(ga, expected_a, atol=1e-4) and np.allclose(gb, expected_b, atol=1e-4)
+
+
+def _without_biases(stem: str, folder: Path) -> Path:
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(VITS / f"{stem}.onnx")
+    for tensor in proto.graph.initializer:
+        if tensor.name.endswith("bias") or tensor.name == "pos_embed":
+            tensor.CopyFrom(numpy_helper.from_array(np.zeros(tuple(tensor.dims), np.float32), tensor.name))
+    path = folder / f"{stem}_nobias.onnx"
+    onnx.save(proto, path)
+    return path
+
+
+def test_lrp_conserves_relevance_through_attention_layernorm_and_gelu(tmp_path: Path, image: np.ndarray) -> None:
+    """With every bias (and the position embedding) zero, nothing absorbs relevance: the LN-rule, the AH-rule and
+    the GELU gate are conservative (Ali et al. 2022), so the input relevance sums to the explained logit."""
+    model = bx.load_model(_without_biases("vit_gap", tmp_path), spec=SPEC)
+    pixels = bx.image.resize_pixels(image, (32, 48))
+    logits = model.predict(pixels)[0]
+    top = int(logits.argmax())
+    _, found = model.gradient(pixels, np.eye(5, dtype=np.float32)[top], wrt=[model.spec.input], rules="lrp-epsilon",
+                              input_bounds=False)
+    relevance = found[model.spec.input]
+    assert abs(relevance.sum() - logits[top]) <= 1e-4 * abs(logits[top]), (relevance.sum(), logits[top])
+    assert np.ptp(relevance) > 0
+
+
+@pytest.mark.parametrize("stem", sorted(EXPORTS))
+def test_lrp_runs_on_every_coverage_export(stem: str, image: np.ndarray) -> None:
+    exp = bx.explain(load(stem), image, method="lrp")
+    assert np.isfinite(exp.saliency).all() and np.ptp(exp.saliency) > 0

@@ -18,6 +18,7 @@ from . import (  # noqa: F401
     resize,
     shape,
     softmax,
+    transformer,
 )
 from .activation import DECONVNET, GUIDED
 from .lrp import lrp_table
