@@ -282,7 +282,7 @@ def test_token_masking_scores_each_neighbourhood(image: np.ndarray) -> None:
     pixels = bx.image.resize_pixels(image, (32, 48))
     state = layer.state(pixels)
     top = int(model.predict(pixels)[0].argmax())
-    exp = bx.explain(model, image, method="tokenmasking", target=top, relu=False)
+    exp = bx.explain(model, image, method="tokenmasking", target=top, relu=False, neighbourhood="gaussian")
     assert exp.timing["head_passes"] == 24
     scores = []
     for i, j in [(0, 0), (2, 3)]:

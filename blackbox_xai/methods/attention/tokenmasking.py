@@ -40,8 +40,9 @@ class TokenMasking(BaseCAM):
     ----------
     layer : tensor name (default: the default CAM layer).
     relu : default True.
-    neighbourhood : "gaussian" (default: the 3 x 3 kernel [[1/4, 1/2, 1/4], [1/2, 1, 1/2], [1/4, 1/2, 1/4]]) or
-        "single" (one position).
+    neighbourhood : "single" (default: one position) or "gaussian" (the papers' 3 x 3 kernel [[1/4, 1/2, 1/4],
+        [1/2, 1, 1/2], [1/4, 1/2, 1/4]], made for 14 x 14 grids: on the ground-truth ViT's 6 x 6 grid it covers a
+        quarter of the image and its pointing game fell from 0.83 to 0.29 on 24 shapes images).
     score : "probability" (default, the softmax of the head's logits, as in the paper) or "logit".
     """
 
@@ -50,7 +51,7 @@ class TokenMasking(BaseCAM):
     parameter_constraints = {**COMMON_CONSTRAINTS, "neighbourhood": P.Options(*KERNELS),
                              "score": P.Options("probability", "logit")}
 
-    def __init__(self, layer: str | None = None, relu: bool = True, neighbourhood: str = "gaussian",
+    def __init__(self, layer: str | None = None, relu: bool = True, neighbourhood: str = "single",
                  score: str = "probability") -> None:
         self._set_params(locals())
 
