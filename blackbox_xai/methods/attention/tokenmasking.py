@@ -33,8 +33,8 @@ class TokenMasking(BaseCAM):
     1/2 and 1/4), zero every other grid token, and score the result with head-only passes: the map at a position is
     the target's score with only that neighbourhood kept, minus the lowest such score (as ReciproCAM normalises).
     Extra tokens (class, distillation) are never masked. Gradient-free and attention-free: h x w head passes.
-    ``extras["position_scores"]`` keeps the scores (h, w). Works on any layer a CAM method takes (a CNN's map as in ReciproCAM, a transformer's token grid as in
-    ViT-ReciproCAM; default: the default CAM layer).
+    ``extras["position_scores"]`` keeps the scores (h, w). Works on any layer a CAM method takes (a CNN's map as in
+    ReciproCAM, a transformer's token grid as in ViT-ReciproCAM; default: the default CAM layer).
 
     Parameters
     ----------
