@@ -20,7 +20,8 @@ import blackbox_xai as bx
 from blackbox_xai import graph
 from blackbox_xai.errors import CapabilityError, ConstantMapWarning, ParameterError
 from blackbox_xai.graph.analysis import depends_on_input, tensor_info, topological_order
-from blackbox_xai.graph.tokens import attention_layout, attention_probabilities
+from blackbox_xai.graph.attention import attention_layout
+from blackbox_xai.graph.tokens import attention_probabilities
 from blackbox_xai.methods.registry import registered
 
 VITS = Path(__file__).parent / "data" / "vits"

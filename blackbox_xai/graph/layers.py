@@ -104,7 +104,7 @@ def candidate_layers(
             if isinstance(height, int) and isinstance(width, int) and height * width <= 1:
                 continue
             layers.append(Layer(name, node.op_type, node.name, tuple(info.shape), position))
-    return refine_layers(layers, model, order, infos, dependent, input_name)
+    return refine_layers(layers, model, order, infos, dependent, input_name, Layer)
 
 
 def global_pooling_inputs(model: ModelProto, infos: dict[str, TensorInfo]) -> list[tuple[NodeProto, str]]:

@@ -26,7 +26,8 @@ The default layer of a transformer (:func:`default_token_layer`) is a residual-s
 (global average pooling reads every token); with extra tokens, the last block's *input*: the class token is read
 after the last block, whose MLP works per token, so the grid tokens of the last block's output never reach the
 score (their gradient is exactly zero and every gradient CAM would be constant); they do through the last
-attention. :func:`attention_probabilities` finds the Softmax over keys of each attention block.
+attention. :func:`attention_probabilities` finds the Softmax over keys of each attention block
+(:func:`blackbox_xai.graph.attention.attention_layout` keeps those over the whole grid).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from .analysis import TensorInfo, ancestor_nodes, real_inputs, info_from_value
 if TYPE_CHECKING:  # pragma: no cover
     from .layers import Layer
 
-__all__ = ["MAX_EXTRA", "AttentionLayout", "AttentionTensor", "TokenAnalysis", "analyse_tokens", "attention_layout",
-           "attention_probabilities", "default_token_layer", "refine_layers"]
+__all__ = ["MAX_EXTRA", "AttentionTensor", "TokenAnalysis", "analyse_tokens", "attention_probabilities",
+           "default_token_layer", "refine_layers"]
 
 MAX_EXTRA = 8
 """The largest number of extra tokens (class, distillation, registers) in front of the grid tokens."""
@@ -186,11 +187,10 @@ def _perm(node: NodeProto) -> tuple[int, ...]:
 
 
 def refine_layers(layers: list[Layer], model: ModelProto, order: Sequence[NodeProto], infos: dict[str, TensorInfo],
-                  dependent: set[str], input_name: str | None = None) -> list[Layer]:
-    """The 4-D ``layers`` of :func:`~blackbox_xai.graph.layers.candidate_layers` with the token grids added and
-    the 4-D tensors below the tokens that are not grids removed (unchanged when the graph has no token grid)."""
-    from .layers import Layer
-
+                  dependent: set[str], input_name: str | None, layer_class: type) -> list[Layer]:
+    """The 4-D ``layers`` of :func:`~blackbox_xai.graph.layers.candidate_layers` with the token grids added (as
+    ``layer_class``, the :class:`~blackbox_xai.graph.layers.Layer`) and the 4-D tensors below the tokens that are
+    not grids removed (unchanged when the graph has no token grid)."""
     analysis = analyse_tokens(model, order, infos, dependent, input_name)
     if not analysis.has_tokens:
         return layers
@@ -202,8 +202,8 @@ def refine_layers(layers: list[Layer], model: ModelProto, order: Sequence[NodePr
             found = analysis.grids.get(name)
             if found is None or found.layout == "NCHW" or name in known:
                 continue
-            kept.append(Layer(name, node.op_type, node.name, tuple(infos[name].shape), position,
-                              layout=found.layout, grid=found.grid, extra=found.extra))
+            kept.append(layer_class(name, node.op_type, node.name, tuple(infos[name].shape), position,
+                                    layout=found.layout, grid=found.grid, extra=found.extra))
     return sorted(kept, key=lambda layer: layer.position)
 
 
@@ -252,37 +252,3 @@ def attention_probabilities(model: ModelProto, infos: dict[str, TensorInfo], dep
         found.append(AttentionTensor(name, node.name, layout, int(keys)))
     return found
 
-
-@dataclass(frozen=True)
-class AttentionLayout:
-    """The attention probabilities of a transformer over its token grid: ``tensors`` (one per block, in order),
-    the ``grid`` (h, w) and the number of ``extra`` tokens in front of the grid tokens."""
-
-    tensors: tuple[AttentionTensor, ...]
-    grid: tuple[int, int]
-    extra: int
-
-
-def attention_layout(model: ModelProto, input_name: str | None = None) -> AttentionLayout | str:
-    """The global attention of a transformer over its token grid, or one line saying why there is none (no token
-    grid, no Softmax over keys, or attention inside windows whose N is not the grid's token count)."""
-    from .analysis import depends_on_input, tensor_info, topological_order
-    from .layers import candidate_layers
-
-    order = topological_order(model)
-    dependent = depends_on_input(model, input_name)
-    infos = tensor_info(model, [name for node in order for name in node.output if name in dependent])
-    grids = [layer for layer in candidate_layers(model, input_name, infos=infos) if layer.layout == "tokens"]
-    if not grids:
-        return "the graph has no token grid (B, N, D) below a patch embedding: not a vision transformer"
-    height, width = grids[-1].grid  # type: ignore[misc]
-    found = attention_probabilities(model, infos, dependent, order)
-    if not found:
-        return "the graph has no attention probabilities (a Softmax over the keys of (B, heads, N, N))"
-    tokens = grids[-1].shape[1]
-    matching = tuple(a for a in found if a.tokens == tokens)
-    if not matching:
-        sizes = sorted({a.tokens for a in found})
-        return (f"its attention covers {sizes} tokens, not the {tokens} tokens of the {height}x{width} grid "
-                "(windowed attention): no attention over the whole image")
-    return AttentionLayout(matching, (height, width), int(tokens) - height * width)

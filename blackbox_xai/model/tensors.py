@@ -2,9 +2,9 @@
 
 Methods never open sessions (:mod:`blackbox_xai.model` is the only package that talks to onnxruntime): the
 attention methods ask here for the attention tensors a graph has (:func:`attention`, found once by
-:func:`blackbox_xai.graph.tokens.attention_layout` and cached on the model), for their values on an image
-(:func:`tensor_values`: the graph with those tensors exposed as extra outputs, one session per set of names, cached)
-and for their gradients (:meth:`~blackbox_xai.model.OnnxModel.gradient` with ``wrt`` the tensor names).
+:func:`blackbox_xai.graph.attention.attention_layout` and cached on the model), for their values on an image
+(:func:`tensor_values`: the graph with those tensors exposed as extra outputs, one session per set of names,
+cached) and for their gradients (:meth:`~blackbox_xai.model.OnnxModel.gradient` with ``wrt`` the tensor names).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..errors import CapabilityError, ModelError
 from .session import first_line
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..graph.tokens import AttentionLayout
+    from ..graph.attention import AttentionLayout
     from .onnx_model import OnnxModel
 
 __all__ = ["attention", "attention_gap", "tensor_values"]
@@ -28,7 +28,7 @@ def _layout(model: OnnxModel) -> AttentionLayout | str:
     cached = model.__dict__.get("_attention_layout")
     if cached is None:
         from .. import graph
-        from ..graph.tokens import attention_layout
+        from ..graph.attention import attention_layout
 
         proto = graph.move_initializers_out_of_inputs(model.proto())
         cached = model.__dict__["_attention_layout"] = attention_layout(proto, model.spec.input)
@@ -42,7 +42,7 @@ def attention_gap(model: OnnxModel) -> str | None:
 
 
 def attention(model: OnnxModel) -> AttentionLayout:
-    """The model's attention tensors, grid and extra tokens (:class:`~blackbox_xai.graph.tokens.AttentionLayout`);
+    """The model's attention tensors, grid and extra tokens (:class:`~blackbox_xai.graph.attention.AttentionLayout`);
     :class:`CapabilityError` when it has none."""
     found = _layout(model)
     if isinstance(found, str):

@@ -17,7 +17,8 @@ The backward signal is the relevance ``R`` itself, starting from ``R = seed * ou
 * Activations (ReLU, ReLU6, LeakyReLU, sigmoid-type gates...) and LRN pass relevance through unchanged.
 * Re-arrangements and selections (Reshape, Transpose, Concat, Slice, Pad, Gather...) and max pooling
   (winner takes all) use their exact adjoints, which move relevance without changing its sum.
-* Transformers (:mod:`.transformer`): LayerNormalization, attention (MatMul/Einsum with a Softmax's output) and
+* Transformers (:mod:`.transformer`, added to these tables by :func:`~blackbox_xai.autodiff.rules.rule_table`):
+  LayerNormalization, attention (MatMul/Einsum with a Softmax's output) and
   gates (x * g(x), e.g. an exported GELU) by the conservative rules of Ali et al. (ICML 2022).
 * Anything else (a Softmax that relevance reaches, other products of two activations...) raises
   :class:`~..context.UnsupportedOpError`: explain the logits, not the probabilities.
@@ -197,7 +198,5 @@ def lrp_table(alpha_beta: bool) -> dict[str, Rule]:
     for op in ADJOINT:
         if op in GRADIENT:
             table[op] = GRADIENT[op]
-    from .transformer import transformer_lrp  # attention, LayerNormalization and gates (Ali et al. 2022)
-
-    return transformer_lrp(table)
+    return table
 

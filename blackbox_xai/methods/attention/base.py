@@ -3,10 +3,10 @@
 A subclass implements :meth:`AttentionMethod.token_matrix`: from the attention probabilities of every block (and,
 for the gradient-weighted variant, their gradients) it builds an (N, N) matrix whose row i says how much each
 token contributed to token i at the output. The base class finds the attention tensors (the Softmax over the keys
-in each block, :func:`blackbox_xai.graph.tokens.attention_layout`, through the model: methods never open sessions),
-reads the rows of the tokens the classifier reads (the extra tokens' rows averaged: the class token, or class and
-distillation tokens; with no extra token, as in a globally pooled ViT, the mean of all rows), drops the extra
-tokens' columns, reshapes the rest to the (h, w) grid, scales the map so that its maximum is 1
+in each block, :func:`blackbox_xai.graph.attention.attention_layout`, through the model: methods never open
+sessions), reads the rows of the tokens the classifier reads (the extra tokens' rows averaged: the class token, or
+class and distillation tokens; with no extra token, as in a globally pooled ViT, the mean of all rows), drops the
+extra tokens' columns, reshapes the rest to the (h, w) grid, scales the map so that its maximum is 1
 (``extras["token_max"]`` keeps the scale) and upsamples it bilinearly to the image.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.tokens import AttentionLayout, AttentionTensor
+from ...graph.attention import AttentionLayout
+from ...graph.tokens import AttentionTensor
 from ...image import resize_map
 from ...model.base import Model
 from ...model.capabilities import ATTENTION, LAYERS

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.tokens import AttentionLayout
+from ...graph.attention import AttentionLayout
 from ...model.base import Model
 from ...model.capabilities import ATTENTION, LAYER_GRADIENTS, LAYERS
 from ...targets import Target

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.tokens import AttentionLayout
+from ...graph.attention import AttentionLayout
 from ...model.base import Model
 from ...targets import Target
 from .. import params as P
