@@ -211,9 +211,10 @@ def default_token_layer(model: ModelProto, layers: Sequence[Layer], order: Seque
                         infos: dict[str, TensorInfo], dependent: set[str], input_name: str | None = None
                         ) -> Layer | None:
     """The default CAM layer of a transformer (see the module docstring), or None when the graph has no token
-    grid."""
+    grid or ends in spatial maps (a CNN with a token block in the middle, a hybrid with a convolutional head: the
+    CNN rule applies)."""
     tokens = [layer for layer in layers if layer.layout != "NCHW"]
-    if not tokens:
+    if not tokens or layers[-1].layout == "NCHW":
         return None
     analysis = analyse_tokens(model, order, infos, dependent, input_name)
     by_tensor = {layer.tensor: layer for layer in tokens}
