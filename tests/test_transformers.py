@@ -471,3 +471,42 @@ def test_clever_hans_vit_maps_find_the_watermark_when_it_decides_the_class(metho
     ratios = clever_hans_ratios(shapes_vit_model("clean"), shapes_vit_model("cleverhans"), list(images),
                                 list(watermarks), [make_method(method)])[method]
     assert ratios["ratio"] > 5 and ratios["clever_hans"] > 0.05, ratios
+
+
+def test_a_cnn_with_a_token_block_in_the_middle_keeps_the_cnn_default() -> None:
+    """Conv -> tokens (B, 16, 4) -> a residual token mix -> back to (B, 4, 4, 4) -> Conv -> GAP -> Gemm: the
+    maps after the token block are grids again, and the default is the last map before pooling."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def const(name, value):
+        return numpy_helper.from_array(np.asarray(value, np.float32 if np.asarray(value).dtype.kind == "f"
+                                                  else np.int64), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], strides=[2, 2], kernel_shape=[2, 2]),
+        helper.make_node("Reshape", ["c1", "s1"], ["flat"]),
+        helper.make_node("Transpose", ["flat"], ["tok"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["tok", "m"], ["mixed"]),
+        helper.make_node("Add", ["tok", "mixed"], ["res"]),
+        helper.make_node("Transpose", ["res"], ["back"], perm=[0, 2, 1]),
+        helper.make_node("Reshape", ["back", "s2"], ["grid"]),
+        helper.make_node("Conv", ["grid", "w2"], ["c2"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["features"]),
+        helper.make_node("Gemm", ["features", "fc"], ["logits"], transB=1),
+    ]
+    initializers = [const("w1", rng.standard_normal((4, 3, 2, 2))), const("s1", [1, 4, 16]),
+                    const("m", rng.standard_normal((4, 4))), const("s2", [1, 4, 4, 4]),
+                    const("w2", rng.standard_normal((6, 4, 3, 3))), const("fc", rng.standard_normal((3, 6)))]
+    graph_ = helper.make_graph(nodes, "hybrid", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])], initializers)
+    proto = helper.make_model(graph_, opset_imports=[helper.make_opsetid("", 17)])
+    layers = graph.candidate_layers(proto)
+    assert [(layer.tensor, layer.layout) for layer in layers if layer.layout != "NCHW"] == [("tok", "tokens"),
+                                                                                            ("mixed", "tokens"),
+                                                                                            ("res", "tokens")]
+    assert {"c1", "grid", "c2", "r2"} <= {layer.tensor for layer in layers}
+    assert graph.default_layer(proto).tensor == "r2"
