@@ -237,7 +237,8 @@ def _paper_rollout(attentions: list[np.ndarray], fusion: str, discard: float) ->
 
 
 @pytest.mark.parametrize("stem", ATTENTION_EXPORTS)
-@pytest.mark.parametrize("fusion, discard", [("mean", 0.0), ("max", 0.9), ("min", 0.5)])
+@pytest.mark.parametrize("fusion, discard", [("mean", 0.0), pytest.param("max", 0.9, marks=pytest.mark.slow),
+                                             pytest.param("min", 0.5, marks=pytest.mark.slow)])
 def test_rollout_matches_the_formula(stem: str, fusion: str, discard: float, image: np.ndarray) -> None:
     pixels = bx.image.resize_pixels(image, (32, 48))
     attentions, extra = _exposed_attention(stem, pixels)
@@ -424,6 +425,7 @@ def test_vit_maps_beat_the_random_and_centre_maps(method: str, shapes_set) -> No
         assert hits > centre_hits, (method, hits, centre_hits)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["rollout", "tokenmasking", "lrp"])
 def test_clever_hans_vit_maps_find_the_watermark(method: str) -> None:
     """On images with both evidences of class 0 (a red shape and the watermark), the Clever-Hans ViT's maps put far
