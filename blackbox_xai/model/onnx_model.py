@@ -99,8 +99,9 @@ class OnnxModel(Model):
 
     def capability_gap(self, capability: str) -> str | None:
         """Scores and layers always; attention when the graph has attention probabilities over a token grid
-        (:func:`blackbox_xai.model.tensors.attention_gap`); exact gradients when the input is float and every op on the path from the
-        input to the logits has a backward rule (checked once by building the backward graph, then cached)."""
+        (:func:`blackbox_xai.model.tensors.attention_gap`); exact gradients when the input is float and every op
+        on the path from the input to the logits has a backward rule (checked once by building the backward graph,
+        then cached)."""
         if capability == capabilities.ATTENTION:
             from .tensors import attention_gap
 
