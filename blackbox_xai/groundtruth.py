@@ -35,7 +35,8 @@ target or not). The watermark is a small black tile with a white cross in the bo
 the tile. Targets and distractors never enter the watermark's corner, so the two evidences never overlap.
 
 The committed models (in the checkout's ``models/`` folder, rebuilt with ``scripts/train_groundtruth.py`` and
-``scripts/train_vit.py``) load with :func:`shapes_model`, :func:`shapes_vit_model` and :func:`mnist_model`; their model cards (``models/*.md``) give their accuracies.
+``scripts/train_vit.py``) load with :func:`shapes_model`, :func:`shapes_vit_model` and :func:`mnist_model`; their
+model cards (``models/*.md``) give their accuracies.
 
 Typical use::
 
