@@ -19,7 +19,7 @@ The backward signal is the relevance ``R`` itself, starting from ``R = seed * ou
   (winner takes all) use their exact adjoints, which move relevance without changing its sum.
 * Transformers (:mod:`.transformer`, added to these tables by :func:`~blackbox_xai.autodiff.rules.rule_table`):
   LayerNormalization, attention (MatMul/Einsum with a Softmax's output) and
-  gates (x * g(x), e.g. an exported GELU) by the conservative rules of Ali et al. (ICML 2022).
+  GELU gates (x * g(x) with g through an Erf) by the conservative rules of Ali et al. (ICML 2022).
 * Anything else (a Softmax that relevance reaches, other products of two activations...) raises
   :class:`~..context.UnsupportedOpError`: explain the logits, not the probabilities.
 """

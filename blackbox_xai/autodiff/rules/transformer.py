@@ -17,9 +17,9 @@ LayerNormalization and GELU gates.
   - **AH-rule**, a ``MatMul`` (or two-operand ``Einsum``) of attention probabilities (a Softmax's output, through
     Dropout/Identity/Cast) with values: the probabilities are constants, the values get all the relevance by the
     epsilon rule; nothing flows into the Softmax, so queries and keys get none.
-  - **Gates**, a ``Mul`` of a tensor by a function of itself (GELU exported as ``x * 0.5 * (1 + erf(x / sqrt 2))``,
-    SiLU/Swish ``x * sigmoid(x)``): the gate is a constant, so relevance passes to ``x`` unchanged, as through any
-    activation.
+  - **GELU gates**, a ``Mul`` of a tensor by its Erf gate (GELU exported as ``x * 0.5 * (1 + erf(x / sqrt 2))``):
+    the gate is a constant, so relevance passes to ``x`` unchanged, as through the ``Gelu`` op (opset 20). Other
+    self-gates (SiLU's ``x * sigmoid(x)``) are still refused, as before.
 
   Softmax and Erf then sit on branches that no relevance reaches; their LRP rules only say so if it ever does.
 """
@@ -122,9 +122,10 @@ def _is_attention(ctx, name: str) -> bool:
     return False
 
 
-def _derives_from(ctx, name: str, source: str) -> bool:
-    """Whether ``name`` is computed from ``source`` within a few nodes (a gate of it)."""
-    frontier, seen = [name], set()
+def _gelu_gate(ctx, name: str, source: str) -> bool:
+    """Whether ``name`` is computed from ``source`` within a few nodes through an Erf: the gate
+    ``0.5 * (1 + erf(x / sqrt 2))`` of an exported GELU."""
+    frontier, seen, erf = [name], set(), False
     for _ in range(GATE_DEPTH):
         following = []
         for tensor in frontier:
@@ -132,8 +133,9 @@ def _derives_from(ctx, name: str, source: str) -> bool:
             if node is None or id(node) in seen:
                 continue
             seen.add(id(node))
+            erf = erf or node.op_type == "Erf"
             if source in node.input:
-                return True
+                return erf
             following.extend(i for i in node.input if i)
         frontier = following
     return False
@@ -162,12 +164,13 @@ def attention_detached(linear: Rule, gradient: Rule) -> Rule:
 
 
 def gated(linear: Rule) -> Rule:
-    """The LRP rule of Mul: a gate of its other operand (x * g(x)) passes relevance to x; else ``linear``."""
+    """The LRP rule of Mul: a GELU gate of its other operand (x * g(x), g through an Erf) passes relevance to x;
+    else ``linear``."""
 
     def rule(ctx, node, grads, needed):
         if len(node.input) == 2 and all(needed[:2]):
             for source, gate in ((0, 1), (1, 0)):
-                if _derives_from(ctx, node.input[gate], node.input[source]):
+                if _gelu_gate(ctx, node.input[gate], node.input[source]):
                     result: list[Any] = [None, None]
                     result[source] = grads[0]
                     return result
