@@ -34,8 +34,9 @@ The target mask is exactly the target's pixels (shapes are drawn without anti-al
 target or not). The watermark is a small black tile with a white cross in the bottom-right corner; its mask is
 the tile. Targets and distractors never enter the watermark's corner, so the two evidences never overlap.
 
-The committed models (in the checkout's ``models/`` folder, rebuilt with ``scripts/train_groundtruth.py``) load
-with :func:`shapes_model` and :func:`mnist_model`; their model cards (``models/*.md``) give their accuracies.
+The committed models (in the checkout's ``models/`` folder, rebuilt with ``scripts/train_groundtruth.py`` and
+``scripts/train_vit.py``) load with :func:`shapes_model`, :func:`shapes_vit_model` and :func:`mnist_model`; their
+model cards (``models/*.md``) give their accuracies.
 
 Typical use::
 
@@ -67,6 +68,7 @@ __all__ = [
     "mnist_model",
     "models_dir",
     "shapes_model",
+    "shapes_vit_model",
     "watermark_box",
 ]
 
@@ -358,6 +360,16 @@ def shapes_model(variant: str = "clean", models_folder: str | Path | None = None
     if variant not in SHAPES_VARIANTS:
         raise ParameterError(f"shapes model variant must be one of {SHAPES_VARIANTS}, got {variant!r}")
     return _load(f"shapes_{variant}", CLASS_NAMES, models_folder, kwargs)
+
+
+def shapes_vit_model(variant: str = "clean", models_folder: str | Path | None = None, **kwargs: Any) -> Any:
+    """A committed shapes classifier that is a small vision transformer (96x96 RGB, 16x16 patches: a 6x6 token grid
+    and a class token; 4 hue classes, logits), trained on the same data as :func:`shapes_model`'s ``variant``
+    (rebuilt with ``scripts/train_vit.py``). Raises :class:`~blackbox_xai.errors.ModelError` when the files are
+    missing."""
+    if variant not in SHAPES_VARIANTS:
+        raise ParameterError(f"shapes model variant must be one of {SHAPES_VARIANTS}, got {variant!r}")
+    return _load(f"shapes_vit_{variant}", CLASS_NAMES, models_folder, kwargs)
 
 
 def mnist_model(models_folder: str | Path | None = None, **kwargs: Any) -> Any:

@@ -8,6 +8,8 @@
 3. Real photos with the zoo EfficientNet-Lite0: deletion and insertion on 8 photos.
 4. Sanity check (Adebayo et al. 2018): cascading randomisation of the zoo model's weights; Spearman correlation of
    the randomised maps with the original, per method; which methods stay correlated.
+5. Vision transformers: sections 1 and 2 again with the ground-truth ViTs (``groundtruth.shapes_vit_model``) for
+   the attention family, the CAM family on the token grid, LRP and the baselines.
 
 Usage: scripts/bench --quality [--quick] [--out bench-output] [--skip SECTIONS]
 """
@@ -31,6 +33,7 @@ from blackbox_xai.methods import make_method, registered
 GROUND_TRUTH_METRICS = ("pointing_game", "relevance_mass", "relevance_rank", "iou", "deletion", "insertion")
 PHOTO_METRICS = ("deletion", "insertion")
 EVIDENCE_FAMILIES = ("perturbation", "optimisation", "cam", "gradient")  # scored against the "baseline" family
+VIT_METHODS = ("gradcam", "hirescam", "scorecam", "ablationcam", "eigencam", "tokenmasking", "lrp")  # + attention
 SELECTED: set[str] | None = None  # --methods: run only these (baselines always run)
 
 
@@ -72,7 +75,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", default="bench-output")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: groundtruth,cleverhans,photos,sanity")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated sections to skip: groundtruth,cleverhans,photos,sanity,vit")
     parser.add_argument("--methods", default="", help="comma-separated methods to score (default: all)")
     args = parser.parse_args()
     global SELECTED
@@ -147,6 +151,28 @@ def main() -> int:
         stuck = [name for name, v in sanity.items() if not v["passes"]]
         lines.append(f"Methods that stay correlated (|Spearman| >= 0.3 at full randomisation): "
                      f"{', '.join(stuck) or 'none'}\n")
+
+    if "vit" not in skip:
+        began = time.time()
+        vit, vit_shortcut = groundtruth.shapes_vit_model("clean"), groundtruth.shapes_vit_model("cleverhans")
+        names = [*registered("attention"), *VIT_METHODS]
+        if SELECTED is not None:
+            names = [name for name in names if name in SELECTED]
+        methods = [*(make_method(name) for name in names), *(make_method(name) for name in registered("baseline"))]
+        n = 8 if quick else 32
+        images, labels, masks, _ = groundtruth.make_images(n, seed=2024)
+        rows = score_methods(vit, list(images), methods, GROUND_TRUTH_METRICS, masks=list(masks),
+                             targets=[int(c) for c in labels], progress=log)
+        summary = summarise(rows, GROUND_TRUTH_METRICS)
+        n_ch = 6 if quick else 16
+        ch_images, _, _, watermarks = groundtruth.make_images(n_ch, seed=77, watermark="class0",
+                                                              watermark_fraction=1.0, hue_classes=(1, 2, 3))
+        ratios = clever_hans_ratios(vit, vit_shortcut, list(ch_images), list(watermarks), methods)
+        report["vit"] = {"images": n, "summary": summary, "cleverhans": ratios, "seconds": time.time() - began}
+        section(f"Ground-truth set: {n} images, clean shapes ViT, target = true class",
+                format_table(summary, [*GROUND_TRUTH_METRICS, "seconds", "passes"]))
+        section(f"Clever-Hans ViTs: relevance mass on the watermark ({n_ch} images, top-1 of each model)",
+                format_table(ratios, ["clever_hans", "clean", "ratio"]))
 
     out = Path(args.out)
     write_atomic(out / "quality.json", json.dumps(report, indent=2, default=float).encode())

@@ -23,12 +23,14 @@ import pytest
 
 import blackbox_xai as bx
 from blackbox_xai.errors import CapabilityError, ConstantMapWarning, ParameterError
-from blackbox_xai.groundtruth import make_images, shapes_model
+from blackbox_xai.groundtruth import make_images, shapes_model, shapes_vit_model
 from blackbox_xai.methods import Attribution, Method, applicability, canonical_name, list_methods, params as P
 from blackbox_xai.methods.registry import FAMILIES, METHODS, aliases, registered
-from blackbox_xai.model.capabilities import SCORES
+from blackbox_xai.model.capabilities import ATTENTION, SCORES
 
 NAMES = list_methods()
+ATTENTION_METHODS = [name for name in NAMES if ATTENTION in METHODS[name].requires]
+"""Methods that read a transformer's attention: their contract runs on the ground-truth ViT."""
 
 # Small budgets (only the keys a method takes are used, so a renamed parameter does not break the file) and the
 # logit score, which moves where the shapes model's probability saturates.
@@ -127,6 +129,11 @@ def model() -> bx.OnnxModel:
 
 
 @pytest.fixture(scope="module")
+def vit() -> bx.OnnxModel:
+    return shapes_vit_model("clean", batch_size=32)
+
+
+@pytest.fixture(scope="module")
 def image() -> np.ndarray:
     images, _, _, _ = make_images(1, seed=5)
     picture = cv2.resize(images[0].astype(np.float32), (120, 72), interpolation=cv2.INTER_LINEAR)
@@ -170,9 +177,9 @@ def test_invalid_values_raise_one_line_parameter_errors(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_map_contract(name: str, model: bx.OnnxModel, image: np.ndarray) -> None:
+def test_map_contract(name: str, model: bx.OnnxModel, vit: bx.OnnxModel, image: np.ndarray) -> None:
     cls = METHODS[name]
-    exp = check_run(cls(**fast_params(cls)), model, image)
+    exp = check_run(cls(**fast_params(cls)), vit if name in ATTENTION_METHODS else model, image)
     if cls.stochastic:  # the seed is recorded, so the call can be repeated
         assert exp.params["seed"] == cls().get_params()["seed"]
 
@@ -208,9 +215,14 @@ def test_registry_is_every_method_class_once() -> None:
     assert canonical_name("contrastive") == "cem" and canonical_name("mp") == "meaningful"
 
 
-def test_every_method_applies_to_the_onnx_model(model: bx.OnnxModel) -> None:
-    assert applicability(model) == {name: None for name in NAMES}
-    assert list_methods(model) == NAMES
+def test_every_method_applies_to_the_onnx_model(model: bx.OnnxModel, vit: bx.OnnxModel) -> None:
+    gaps = applicability(model)
+    others = [name for name in NAMES if name not in ATTENTION_METHODS]
+    assert {name: gaps[name] for name in others} == {name: None for name in others}
+    assert list_methods(model) == others
+    for name in ATTENTION_METHODS:  # a CNN has no attention: one line says so
+        assert gaps[name] and "\n" not in gaps[name] and "attention" in gaps[name], gaps[name]
+    assert applicability(vit) == {name: None for name in NAMES}
 
 
 def test_a_class_registers_itself_unless_told_not_to() -> None:

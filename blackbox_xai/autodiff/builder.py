@@ -118,6 +118,7 @@ def build_gradient_model(
     ctx.extra["table"] = table  # quantised operators differentiate their float twin with the same rule set
     seed_info = _seed_info(infos, output, prepared)
     ctx.infos[SEED] = seed_info
+    ctx.extra["producers"] = {name: node for node in order for name in node.output if name}  # read by rules
     if input_bounds is not None and rules.startswith("lrp"):
         ctx.extra["box"], ctx.extra["box_path"] = _box_layers(order, inputs, wrt, input_bounds, ctx)
 

@@ -322,7 +322,9 @@ def run_layers(args: argparse.Namespace) -> int:
     default = graph.default_layer(proto, model.spec.input, layers=candidates) if candidates else None
     rows = [{"tensor": layer.tensor, "op": layer.op_type, "node": layer.node,
              "shape": [d if isinstance(d, int) else None for d in layer.shape],
-             "default": default is not None and layer.tensor == default.tensor} for layer in candidates]
+             "default": default is not None and layer.tensor == default.tensor,
+             "layout": layer.layout, "grid": list(layer.grid) if layer.grid else None, "extra_tokens": layer.extra}
+            for layer in candidates]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -331,8 +333,14 @@ def run_layers(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         shape = "x".join("?" if d is None else str(d) for d in row["shape"])
-        print(f"{'*' if row['default'] else ' '} {row['tensor']}  {row['op']}  {shape}")
-    print("* = default layer of the CAM methods (the last spatial layer before global pooling)")
+        grid = ""
+        if row["grid"]:
+            extra = f"{row['extra_tokens']} extra + " if row["extra_tokens"] else ""
+            grid = f"  {row['layout']}: {extra}{row['grid'][0]}x{row['grid'][1]} grid"
+        print(f"{'*' if row['default'] else ' '} {row['tensor']}  {row['op']}  {shape}{grid}")
+    transformer = any(row["grid"] for row in rows)
+    print("* = default layer of the CAM methods (" + ("a transformer's residual stream)" if transformer else
+                                                    "the last spatial layer before global pooling)"))
     return 0
 
 

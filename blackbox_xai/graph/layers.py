@@ -1,7 +1,9 @@
 """Layer discovery: which activations a CAM method can use, and a sensible default.
 
 A candidate layer is a 4-D floating activation (N, C, H, W) computed from the model input, with a spatial extent
-larger than one pixel, named by its tensor and the node that produces it. The default is the last candidate
+larger than one pixel, named by its tensor and the node that produces it; in a vision transformer, also a token
+grid (B, N, D) or a channels-last grid (B, h, w, C), while 4-D attention internals are not candidates (see
+:mod:`blackbox_xai.graph.tokens`, whose default wins for transformers). The default is the last candidate
 before the model's global pooling: a ``GlobalAveragePool``/``GlobalMaxPool``, a ``ReduceMean``/``ReduceMax``/
 ``ReduceSum`` over the spatial axes, an ``AveragePool``/``MaxPool`` that covers the whole map, or a
 ``Flatten``/``Reshape`` of the map that feeds a ``Gemm``/``MatMul`` (classic VGG-style classifiers).
@@ -28,6 +30,7 @@ from .analysis import (
 )
 from .head import pool_covers_map, reduces_spatial
 from .quantised import QLINEAR_OPS, dequantised_name, is_quantised_graph, quantisation_of
+from .tokens import default_token_layer, refine_layers
 
 __all__ = ["Layer", "candidate_layers", "default_layer", "global_pooling_inputs"]
 
@@ -41,24 +44,38 @@ CLASSIFIER_OPS = ("Gemm", "MatMul")
 @dataclass(frozen=True)
 class Layer:
     """A candidate target layer: the activation ``tensor`` produced by node ``node`` (an ``op_type``) with
-    ``shape`` (N, C, H, W); ``position`` is the producer's index in topological order."""
+    ``shape`` (N, C, H, W); ``position`` is the producer's index in topological order.
+
+    ``layout`` is "NCHW" for a spatial map, "tokens" for a token sequence (B, N, D) whose last ``N - extra``
+    tokens form the ``grid`` (h, w), "NHWC" for a channels-last grid (B, h, w, C)
+    (:mod:`blackbox_xai.graph.tokens`)."""
 
     tensor: str
     op_type: str
     node: str
     shape: tuple[Dim, ...]
     position: int
+    layout: str = "NCHW"
+    grid: tuple[int, int] | None = None
+    extra: int = 0
 
     @property
     def channels(self) -> Dim:
-        return self.shape[1]
+        return self.shape[1] if self.layout == "NCHW" else self.shape[-1]
 
     @property
     def spatial(self) -> tuple[Dim, Dim]:
+        if self.grid is not None:
+            return self.grid
         return self.shape[2], self.shape[3]
 
     def __str__(self) -> str:
         dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        if self.layout == "tokens" and self.grid is not None:
+            extra = f"{self.extra} extra + " if self.extra else ""
+            dims += f" tokens = {extra}{self.grid[0]}x{self.grid[1]} grid"
+        elif self.layout == "NHWC" and self.grid is not None:
+            dims += f" channels-last, {self.grid[0]}x{self.grid[1]} grid"
         return f"{self.tensor} ({self.op_type}, {dims})"
 
 
@@ -94,7 +111,7 @@ def candidate_layers(
             if isinstance(height, int) and isinstance(width, int) and height * width <= 1:
                 continue
             layers.append(Layer(name, node.op_type, node.name, tuple(info.shape), position))
-    return layers
+    return refine_layers(layers, model, order, infos, dependent, input_name, Layer)
 
 
 def _dequantised_info(info: TensorInfo | None, name: str) -> tuple[TensorInfo | None, str]:
@@ -179,6 +196,9 @@ def default_layer(
             "the model has no 4-D activation (N, C, H, W) with a spatial extent computed from its input: "
             "no layer for a CAM method"
         )
+    transformer = default_token_layer(model, layers, topological_order(model), infos, dependent, input_name)
+    if transformer is not None:
+        return transformer
     by_tensor = {layer.tensor: layer for layer in layers}
     pools = [(node, data) for node, data in global_pooling_inputs(model, infos) if data in dependent]
     if not pools:

@@ -8,6 +8,7 @@ know every method without a list kept by hand.
 from __future__ import annotations
 
 from . import params
+from .attention import AttentionRollout, GradientWeightedAttention, TokenMasking
 from .base import Attribution, Method
 from .baselines import CentreMap, RandomMap
 from .cam import (CAM, AblationCAM, CounterfactualCAM, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
@@ -22,9 +23,9 @@ from .occlusion import Occlusion
 from .registry import FAMILIES, METHODS, aliases, applicability, canonical_name, list_methods, make_method, registered
 from .rise import RISE
 
-__all__ = ["CAM", "CEM", "FAMILIES", "LIME", "LRP", "METHODS", "AblationCAM", "Attribution", "CentreMap",
-           "CounterfactualCAM", "DeconvNet", "EigenCAM", "ExtremalPerturbation", "GradCAM", "GradCAMPlusPlus",
-           "GuidedBackprop", "GuidedGradCAM", "HiResCAM", "InputXGradient", "IntegratedGradients", "LayerCAM",
-           "MeaningfulPerturbation", "Method", "Occlusion", "RISE", "RandomMap", "Saliency", "ScoreCAM", "SmoothGrad",
-           "XGradCAM", "aliases", "applicability", "canonical_name", "list_methods", "make_method", "params",
-           "registered"]
+__all__ = ["AblationCAM", "AttentionRollout", "Attribution", "CAM", "CEM", "CentreMap", "CounterfactualCAM",
+           "DeconvNet", "EigenCAM", "ExtremalPerturbation", "FAMILIES", "GradCAM", "GradCAMPlusPlus",
+           "GradientWeightedAttention", "GuidedBackprop", "GuidedGradCAM", "HiResCAM", "InputXGradient",
+           "IntegratedGradients", "LIME", "LRP", "LayerCAM", "METHODS", "MeaningfulPerturbation", "Method",
+           "Occlusion", "RISE", "RandomMap", "Saliency", "ScoreCAM", "SmoothGrad", "TokenMasking", "XGradCAM",
+           "aliases", "applicability", "canonical_name", "list_methods", "make_method", "params", "registered"]

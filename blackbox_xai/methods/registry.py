@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..model.base import Model
     from .base import Method
 
-FAMILIES = ("perturbation", "optimisation", "cam", "gradient", "baseline")
+FAMILIES = ("perturbation", "optimisation", "cam", "gradient", "attention", "baseline")
 """The method families (``Method.family``)."""
 
 _METHODS: dict[str, type[Method]] = {}

@@ -161,6 +161,8 @@ class Model(ABC):
             return None
         if capability == capabilities.LAYERS:
             return f"a black box ({type(self).__name__}) has no layers to read (they need an ONNX model)"
+        if capability == capabilities.ATTENTION:
+            return f"a black box ({type(self).__name__}) has no attention tensors to read (they need an ONNX model)"
         if capability in capabilities.GRADIENTS:
             return (f"a black box ({type(self).__name__}) has no graph to differentiate (exact gradients need an "
                     "ONNX model)")

@@ -22,8 +22,10 @@ INPUT_GRADIENTS = "input-gradients"
 """Exact gradients of a score with respect to the pixels (a backward graph)."""
 LAYER_GRADIENTS = "layer-gradients"
 """Exact gradients with respect to an intermediate layer (a backward graph)."""
+ATTENTION = "attention"
+"""Attention probabilities over a token grid (a transformer's Softmax over the keys in each block)."""
 
-CAPABILITIES = (SCORES, LAYERS, INPUT_GRADIENTS, LAYER_GRADIENTS)
+CAPABILITIES = (SCORES, LAYERS, INPUT_GRADIENTS, LAYER_GRADIENTS, ATTENTION)
 GRADIENTS = (INPUT_GRADIENTS, LAYER_GRADIENTS)
 
 DESCRIPTIONS = {
@@ -31,6 +33,7 @@ DESCRIPTIONS = {
     LAYERS: "a layer's activations",
     INPUT_GRADIENTS: "exact gradients with respect to the input",
     LAYER_GRADIENTS: "exact gradients with respect to a layer",
+    ATTENTION: "attention probabilities over a token grid",
 }
 
 

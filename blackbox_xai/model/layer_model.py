@@ -59,7 +59,8 @@ class LayerModel:
             if not found:
                 names = ", ".join(candidate.tensor for candidate in layers[-8:])
                 raise ParameterError(
-                    f"{layer!r} is not a spatial layer of this model (4-D activation computed from the input); "
+                    f"{layer!r} is not a spatial layer of this model (a 4-D map computed from the input, or a "
+                    "transformer's token grid; attention internals are neither); "
                     f"candidates include: {names} (list them all with: blackbox-xai layers MODEL)"
                 )
             self.layer = found[0]

@@ -132,8 +132,14 @@ class OnnxModel(Model):
         return create_session(source, str(self.path or "model"), providers, optimize, threads, built=built)
 
     def capability_gap(self, capability: str) -> str | None:
-        """Scores and layers always; exact gradients when the input is float and every op on the path from the
-        input to the logits has a backward rule (checked once by building the backward graph, then cached)."""
+        """Scores and layers always; attention when the graph has attention probabilities over a token grid
+        (:func:`blackbox_xai.model.tensors.attention_gap`); exact gradients when the input is float and every op
+        on the path from the input to the logits has a backward rule (checked once by building the backward graph,
+        then cached)."""
+        if capability == capabilities.ATTENTION:
+            from .tensors import attention_gap
+
+            return attention_gap(self)
         if capability not in capabilities.GRADIENTS:
             return None if capability in capabilities.CAPABILITIES else super().capability_gap(capability)
         gaps = self.__dict__.setdefault("_capability_gaps", {})

@@ -19,10 +19,12 @@ from . import (  # noqa: F401
     resize,
     shape,
     softmax,
+    transformer,
 )
 from .activation import DECONVNET, GUIDED
 from .lrp import lrp_table
 from .registry import GRADIENT, NO_GRADIENT, Rule
+from .transformer import transformer_lrp
 
 RULE_SETS = ("gradient", "guided", "deconvnet", "lrp-epsilon", "lrp-alphabeta")
 
@@ -38,9 +40,9 @@ def rule_table(rules: str) -> dict[str, Rule]:
     if rules == "deconvnet":
         return {**GRADIENT, **DECONVNET}
     if rules == "lrp-epsilon":
-        return lrp_table(alpha_beta=False)
+        return transformer_lrp(lrp_table(alpha_beta=False))
     if rules == "lrp-alphabeta":
-        return lrp_table(alpha_beta=True)
+        return transformer_lrp(lrp_table(alpha_beta=True))
     raise ValueError(f"unknown rule set {rules!r}; choose one of {RULE_SETS}")
 
 

@@ -19,7 +19,10 @@ The backward signal is the relevance ``R`` itself, starting from ``R = seed * ou
   (winner takes all) use their exact adjoints, which move relevance without changing its sum.
 * Quantised graphs: QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear pass relevance like the clip they
   are; QLinear operators and ConvInteger/MatMulInteger use their float twin's rule (:mod:`.quantisation`).
-* Anything else (Softmax, products of two activations, LayerNormalization...) raises
+* Transformers (:mod:`.transformer`, added to these tables by :func:`~blackbox_xai.autodiff.rules.rule_table`):
+  LayerNormalization, attention (MatMul/Einsum with a Softmax's output) and
+  GELU gates (x * g(x) with g through an Erf) by the conservative rules of Ali et al. (ICML 2022).
+* Anything else (a Softmax that relevance reaches, other products of two activations...) raises
   :class:`~..context.UnsupportedOpError`: explain the logits, not the probabilities.
 """
 

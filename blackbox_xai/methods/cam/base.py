@@ -4,6 +4,10 @@ Like pytorch-grad-cam's ``BaseCAM``, the base owns the shared machinery: it spli
 layer (:class:`~blackbox_xai.model.layer_model.LayerModel`, cached on the model), reads the activations of the
 image, asks the variant for its map at the layer's resolution, then applies ReLU, upsamples bilinearly to the
 image, and scales the map so that its maximum is 1 (``extras["cam_max"]`` keeps the scale).
+
+A transformer's token layer (B, N, D) or channels-last grid (B, h, w, C) is read as maps (D, h, w) with the extra
+tokens (class, distillation, registers) dropped, and perturbed maps go back through the head with the image's
+extra tokens unchanged (:mod:`blackbox_xai.methods.cam.grid`), so every variant works on it as on a CNN's layer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ...model.capabilities import LAYERS
 from ...targets import Target
 from .. import params as P
 from ..base import Attribution, Method, Progress
+from .grid import grid_view
 from .gradients import SOURCES, GradientSource, gradient_source, resolved_gradient
 
 COMMON_CONSTRAINTS: dict[str, P.Constraint] = {"layer": P.Optional(P.Text()), "relu": P.Boolean()}
@@ -53,10 +58,11 @@ class BaseCAM(Method):
     def attribute(
         self, model: Model, pixels: np.ndarray, target: Target, clean_outputs: np.ndarray, progress: Progress
     ) -> Attribution:
-        layer = model.layer_model(self.layer)
+        layer = grid_view(model.layer_model(self.layer))
         state = layer.state(pixels)
         passes_before = layer.head_passes
-        extras: dict[str, Any] = {"layer_shape": list(state.activations.shape)}
+        extras: dict[str, Any] = {"layer_shape": list(state.activations.shape),
+                                  "layer_layout": getattr(layer.layer, "layout", "NCHW")}
         grid = np.asarray(self.layer_map(layer, state, target, pixels, extras, progress), dtype=np.float64)
         if self.relu:
             grid = np.maximum(grid, 0.0)
