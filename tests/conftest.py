@@ -1,4 +1,4 @@
-"""Shared test setup: make the helper modules in tests/ importable, and a few generic fixtures."""
+"""Shared test setup: make the helper modules in tests/ and its folders importable, and a few generic fixtures."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+# tests/ mirrors the package (tests/model, tests/methods...); the shared helpers (onnx_builders...) live here and
+# a few test modules import each other's fixtures and builders, so every test folder is importable.
+for folder in [TESTS, *sorted(p for p in TESTS.iterdir() if p.is_dir() and p.name not in ("data", "__pycache__"))]:
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 
 @pytest.fixture

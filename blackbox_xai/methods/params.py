@@ -8,7 +8,7 @@ and what is allowed. A parameter without a declared constraint is a programming 
 method cannot forget one.
 
 Each constraint also offers :meth:`Constraint.invalid_examples`, values it refuses, which the contract test
-(``tests/test_method_contract.py``) feeds to every method.
+(``tests/methods/test_method_contract.py``) feeds to every method.
 """
 
 from __future__ import annotations

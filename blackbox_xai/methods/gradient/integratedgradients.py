@@ -71,14 +71,14 @@ class IntegratedGradients(GradientMethod):
     On EfficientNet-Lite0 with the black baseline, the score of "chelsea" rises from 0.2 to 7.7 between
     a = 0.018 and a = 0.05 (the darkest 5 % of the path); 64 uniform points put two points there, and the fixed
     rules leave completeness errors of 2 to 30 % at 64 steps (1.8 % with 513 trapezoid points), while the adaptive
-    rule stays under 1 % at 64 steps on that image (``tests/test_gradient_methods.py``; 9 of 10 cases of five
+    rule stays under 1 % at 64 steps on that image (``tests/methods/test_gradient_methods.py``; 9 of 10 cases of five
     sample photos x two baselines under 1 %, the worst 2.6 %).
 
     Memory: a backward run keeps every activation of the images it differentiates (on EfficientNet-Lite0 at
     224 x 224, about 55 MB per image: a batch of 32 peaks at 2.3 GB), so the path goes through the model
     ``gradient_batch`` points at a time (default 4; never more than the model's ``batch_size``), whatever
     ``n_steps`` is; the fixed rules add the points' weighted gradients to one float64 sum as they come.
-    ``tests/test_integrated_gradients_memory.py`` checks that 256 steps on EfficientNet-Lite0 stay under 1 GB.
+    ``tests/methods/test_integrated_gradients_memory.py`` checks that 256 steps on EfficientNet-Lite0 stay under 1 GB.
 
     Defaults: 64 steps (Captum's default is 50), the adaptive rule, and the paper's black baseline.
 

@@ -10,7 +10,7 @@ References:
   so the layer gradient has a closed form.
 - torch autograd (optional) of a torch network exported to ONNX, with the preprocessing done in torch from pixels,
   and a guided / deconvnet ReLU written as a torch autograd function.
-- the zoo's EfficientNet-Lite0 against the plain-torch reference of tests/test_zoo_torch_reference.py.
+- the zoo's EfficientNet-Lite0 against the plain-torch reference of tests/zoo/test_zoo_torch_reference.py.
 - small_cnn (tests/onnx_builders.py) with non-affine heads for Grad-CAM from backward gradients vs finite
   differences.
 
@@ -670,7 +670,7 @@ def activation_pattern(model: bx.OnnxModel, pixels: np.ndarray) -> list[np.ndarr
 
 @pytest.mark.slow
 def test_zoo_input_gradients_match_torch(zoo_model, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Against torch autograd of the plain-torch reference network (tests/test_zoo_torch_reference.py).
+    """Against torch autograd of the plain-torch reference network (tests/zoo/test_zoo_torch_reference.py).
 
     EfficientNet-Lite0 is piecewise linear with millions of ReLU6 units: on "chelsea" a few pre-activations lie
     within 1e-6 of a kink, closer than two float32 implementations agree (the reference keeps batch norm unfolded

@@ -1,7 +1,7 @@
 """Tests of LIME (blackbox_xai.methods.lime): known linear ground truth, an independent weighted-Ridge reference,
 determinism, perturbation content, streaming, parameter checks, and the zoo model on skimage's chelsea.
 
-``python tests/test_lime.py --bench`` measures LIME's wall time against raw onnxruntime time (not a test).
+``python tests/methods/test_lime.py --bench`` measures LIME's wall time against raw onnxruntime time (not a test).
 """
 
 from __future__ import annotations
@@ -320,7 +320,7 @@ def test_zoo_chelsea_top_superpixels_are_on_the_cat_and_matter() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Speed against raw onnxruntime (run by hand: python tests/test_lime.py --bench)
+# Speed against raw onnxruntime (run by hand: python tests/methods/test_lime.py --bench)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -336,7 +336,7 @@ def bench_lime(repeats: int = 3, batch_size: int = 32) -> dict:
     from blackbox_xai.image import load_image, resize_pixels
     from blackbox_xai.methods.lime import resolve_segmentation_params, segment_image
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
     spec = importlib.util.spec_from_file_location("_bench", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -27,7 +27,7 @@ from blackbox_xai.model.diagnose import BLACKBOX_XAI, MODEL_FILE, ONNXRUNTIME, S
 from blackbox_xai.model.limits import CHUNK_BYTES, DEFAULT_MAX_INPUT_PIXELS, MAX_INPUT_PIXELS_ENV, chunk_size
 from blackbox_xai.model.resolve import spec_file_beside
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def chelsea_crop(height: int, width: int) -> np.ndarray:

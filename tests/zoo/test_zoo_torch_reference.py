@@ -18,7 +18,7 @@ import pytest
 
 from blackbox_xai import zoo
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import torch_efficientnet  # noqa: E402  (the plain-torch reference, shared with scripts/bench_gradients.py)
 
 torch = pytest.importorskip("torch")

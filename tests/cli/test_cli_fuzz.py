@@ -409,7 +409,7 @@ def results(world: dict) -> dict:
     (root / "cases.json").write_text(json.dumps({"root": str(root), "cases": CASES}))
     began = time.perf_counter()
     env = dict(os.environ, PYTHONWARNINGS="default", PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent),
+        [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1]),
          os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, __file__, str(root / "cases.json"), str(root / "results.json")],
                           capture_output=True, text=True, timeout=900, env=env, cwd=root)

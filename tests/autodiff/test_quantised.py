@@ -25,7 +25,7 @@ from blackbox_xai.autodiff import UnsupportedOpError, build_gradient_model
 from blackbox_xai.graph.analysis import infer_shapes
 from quantised_reference import dequantised_float_graph, directional_check, rounding_residuals
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _options() -> ort.SessionOptions:

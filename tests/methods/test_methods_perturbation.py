@@ -216,7 +216,7 @@ def test_explain_records_where_the_explanation_came_from(tmp_path):
 
     from blackbox_xai import groundtruth
 
-    model_path = Path(__file__).resolve().parents[1] / "models" / "shapes_clean.onnx"
+    model_path = Path(__file__).resolve().parents[2] / "models" / "shapes_clean.onnx"
     model = bx.load_model(model_path, spec=model_path.with_suffix(".spec.json"))
     image = groundtruth.make_images(1, seed=3)[0][0]
     path = tmp_path / "shape.png"

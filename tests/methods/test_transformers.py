@@ -24,7 +24,7 @@ from blackbox_xai.graph.attention import attention_layout
 from blackbox_xai.graph.tokens import attention_probabilities
 from blackbox_xai.methods.registry import registered
 
-VITS = Path(__file__).parent / "data" / "vits"
+VITS = Path(__file__).resolve().parents[1] / "data" / "vits"
 SPEC = bx.InputSpec(size=(32, 48), value_range=(0, 1), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 EXPORTS = {  # stem: (layout of the default layer, grid, extra tokens)
     "vit_cls": ("tokens", (4, 6), 1),
