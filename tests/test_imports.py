@@ -55,10 +55,12 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def module_level_imports(tree: ast.Module, deferred: bool = False) -> list[ast.Import | ast.ImportFrom]:
+def module_level_imports(tree: ast.Module, deferred: bool = False,
+                         type_checking: bool = False) -> list[ast.Import | ast.ImportFrom]:
     """Imports that run when the module is imported: not inside a function, not under ``if TYPE_CHECKING:``.
     (Class bodies, ``try``, ``with`` and other ``if`` blocks run at import time and count.) ``deferred=True`` adds
-    the imports inside functions (those under ``if TYPE_CHECKING:`` never run and still do not count)."""
+    the imports inside functions; ``type_checking=True`` also those under ``if TYPE_CHECKING:`` (which never run,
+    but a pair of modules naming each other there is still one concern split in two files)."""
     found: list[ast.Import | ast.ImportFrom] = []
 
     def visit(statements: list[ast.stmt]) -> None:
@@ -69,6 +71,8 @@ def module_level_imports(tree: ast.Module, deferred: bool = False) -> list[ast.I
                 continue
             elif isinstance(statement, ast.If) and _is_type_checking(statement.test):
                 visit(statement.orelse)
+                if type_checking:
+                    visit(statement.body)
             else:
                 for child in ast.iter_child_nodes(statement):
                     if isinstance(child, ast.stmt):
@@ -85,7 +89,8 @@ def _ancestors(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def import_edges(module: Module, modules: dict[str, Module], deferred: bool = False) -> dict[str, int]:
+def import_edges(module: Module, modules: dict[str, Module], deferred: bool = False,
+                 type_checking: bool = False) -> dict[str, int]:
     """Internal modules that importing ``module`` imports directly: {module name: line of the import}.
 
     ``from pkg import sub`` imports the submodule ``pkg.sub`` when there is one, else a name of ``pkg``'s
@@ -105,7 +110,7 @@ def import_edges(module: Module, modules: dict[str, Module], deferred: bool = Fa
             if ancestor not in own_packages:
                 edges.setdefault(ancestor, line)
 
-    for node in module_level_imports(tree, deferred):
+    for node in module_level_imports(tree, deferred, type_checking):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name, node.lineno, named=True)
@@ -126,9 +131,10 @@ def import_edges(module: Module, modules: dict[str, Module], deferred: bool = Fa
     return edges
 
 
-def import_graph(root: Path, package: str, deferred: bool = False) -> dict[str, dict[str, int]]:
+def import_graph(root: Path, package: str, deferred: bool = False,
+                 type_checking: bool = False) -> dict[str, dict[str, int]]:
     modules = find_modules(root, package)
-    return {name: import_edges(module, modules, deferred) for name, module in modules.items()}
+    return {name: import_edges(module, modules, deferred, type_checking) for name, module in modules.items()}
 
 
 def find_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
@@ -274,6 +280,10 @@ def test_checker_ignores_function_and_type_checking_imports(tmp_path: Path) -> N
     graph = import_graph(tmp_path, "pkg", deferred=True)
     assert set(graph["pkg.a"]) == {"pkg.b", "pkg.d"} and graph["pkg.b"] == {"pkg.a": 3}
     assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]
+    # counting the TYPE_CHECKING imports as well, a names c, which imports a
+    graph = import_graph(tmp_path, "pkg", type_checking=True)
+    assert set(graph["pkg.a"]) == {"pkg.b", "pkg.c", "pkg.d"}
+    assert find_cycles(graph) == [["pkg.a", "pkg.c", "pkg.a"]]
 
 
 def test_checker_counts_class_bodies_try_blocks_and_package_inits(tmp_path: Path) -> None:
@@ -324,6 +334,15 @@ def test_no_import_cycles_through_deferred_imports() -> None:
     graph = import_graph(ROOT, PACKAGE, deferred=True)
     cycles = find_cycles(graph)
     assert not cycles, "import cycles (counting imports inside functions):\n" + "\n".join(
+        describe(cycle, graph) for cycle in cycles)
+
+
+def test_no_import_cycles_counting_every_import() -> None:
+    """Not even through annotations: two modules that name each other under ``if TYPE_CHECKING:`` are one concern
+    split in two files (the project's own check counts them)."""
+    graph = import_graph(ROOT, PACKAGE, deferred=True, type_checking=True)
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles (counting every import):\n" + "\n".join(
         describe(cycle, graph) for cycle in cycles)
 
 

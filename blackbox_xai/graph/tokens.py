@@ -33,14 +33,13 @@ attention. :func:`attention_probabilities` finds the Softmax over keys of each a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 from onnx import ModelProto, NodeProto
 
 from .analysis import TensorInfo, ancestor_nodes, real_inputs, info_from_value
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .layers import Layer
+Layer = Any  # a blackbox_xai.graph.layers.Layer (passed in as ``layer_class``: importing it would be a cycle)
 
 __all__ = ["MAX_EXTRA", "AttentionTensor", "TokenAnalysis", "analyse_tokens", "attention_probabilities",
            "default_token_layer", "refine_layers"]

@@ -9,14 +9,13 @@ register=False)``) stays out of it (tests use that for throw-away methods).
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from ..errors import ParameterError
+from ..model.base import Model
 from ..model.capabilities import DESCRIPTIONS
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..model.base import Model
-    from .base import Method
+Method = Any  # a blackbox_xai.methods.base.Method subclass (base imports this module to register them)
 
 FAMILIES = ("perturbation", "optimisation", "cam", "gradient", "attention", "baseline")
 """The method families (``Method.family``)."""

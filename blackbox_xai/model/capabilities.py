@@ -7,12 +7,17 @@ once, before any work (:func:`check_requirements`), so a method never probes a m
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Protocol
 
 from ..errors import CapabilityError, GradientUnavailableError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .base import Model
+
+
+class Model(Protocol):
+    """What this module needs of a model (:class:`~blackbox_xai.model.Model` has it; importing that class here
+    would be a cycle)."""
+
+    def capability_gap(self, capability: str) -> str | None: ...
 
 SCORES = "scores"
 """Forward scores for pixel batches: every model."""

@@ -10,17 +10,16 @@ work behind :meth:`blackbox_xai.model.OnnxModel.gradient`, which documents the p
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..errors import GradientUnavailableError, ModelError, ParameterError, ScoreError
+from .base import Model  # an OnnxModel (its module imports this one)
 from .preprocess import PIXEL_FEED
 from .diagnose import explain_error
 from .session import ORT_DTYPES
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .onnx_model import OnnxModel
 
 PIXELS = "pixels"  # the name that asks OnnxModel.gradient for the gradient in pixel space
 
@@ -56,7 +55,7 @@ class _GradientModel:
             raise ModelError(f"onnxruntime failed to run the gradient model: {explain_error(error, 'run', True)}") from None
 
 
-def gradient_model(model: OnnxModel, tensors: tuple[str, ...], rules: str, params: dict[str, Any],
+def gradient_model(model: Model, tensors: tuple[str, ...], rules: str, params: dict[str, Any],
                    pixel_box: bool = False) -> _GradientModel:
     """The gradient model of ``model`` for (``tensors``, ``rules``, ``params``), built once and cached on the model
     (``model._gradient_models``) with its session.
@@ -103,7 +102,7 @@ def gradient_model(model: OnnxModel, tensors: tuple[str, ...], rules: str, param
     return entry
 
 
-def exact_gradient(model: OnnxModel, pixels: np.ndarray, weights: np.ndarray, wrt: Sequence[str] | str | None,
+def exact_gradient(model: Model, pixels: np.ndarray, weights: np.ndarray, wrt: Sequence[str] | str | None,
                    rules: str, rule_params: dict[str, Any]) -> tuple[np.ndarray, Any]:
     """:meth:`blackbox_xai.model.OnnxModel.gradient` (see there): check the arguments, run the cached gradient
     model in chunks, count the passes, and bring the pixel gradient (or relevance) back to pixel space."""

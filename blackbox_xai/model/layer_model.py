@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
 from ..errors import GradientUnavailableError, ModelError, ParameterError
 from ..graph.head import AffineHead, logits_tensor, read_affine_head
+from .base import Model  # an OnnxModel (its module imports this one)
 from .diagnose import explain_error
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .onnx_model import OnnxModel
 
 __all__ = ["AffineHead", "LayerModel", "LayerState"]
 
@@ -43,7 +42,7 @@ class LayerModel:
     ``model``. A head gradient (:meth:`head_gradient`) counts as one head pass and one backward pass.
     """
 
-    def __init__(self, model: OnnxModel, layer: str | None = None, head_batch_size: int = 256) -> None:
+    def __init__(self, model: Model, layer: str | None = None, head_batch_size: int = 256) -> None:
         from .. import graph
 
         self.model = model

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..errors import CapabilityError, ModelError
+from .base import Model  # an OnnxModel (its module imports this one)
 from .session import first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..graph.attention import AttentionLayout
-    from .onnx_model import OnnxModel
 
 __all__ = ["attention", "attention_gap", "tensor_values"]
 
 
-def _layout(model: OnnxModel) -> AttentionLayout | str:
+def _layout(model: Model) -> AttentionLayout | str:
     cached = model.__dict__.get("_attention_layout")
     if cached is None:
         from .. import graph
@@ -35,13 +35,13 @@ def _layout(model: OnnxModel) -> AttentionLayout | str:
     return cached
 
 
-def attention_gap(model: OnnxModel) -> str | None:
+def attention_gap(model: Model) -> str | None:
     """None when the model has attention probabilities over its token grid, else one line saying why not."""
     found = _layout(model)
     return found if isinstance(found, str) else None
 
 
-def attention(model: OnnxModel) -> AttentionLayout:
+def attention(model: Model) -> AttentionLayout:
     """The model's attention tensors, grid and extra tokens (:class:`~blackbox_xai.graph.attention.AttentionLayout`);
     :class:`CapabilityError` when it has none."""
     found = _layout(model)
@@ -50,7 +50,7 @@ def attention(model: OnnxModel) -> AttentionLayout:
     return found
 
 
-def tensor_values(model: OnnxModel, pixels: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+def tensor_values(model: Model, pixels: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
     """``(outputs (N, C), [value of each tensor named in names])`` for pixels (N, H, W, 3) or (H, W, 3) at the model
     size: one run of the graph with ``names`` exposed as extra outputs (counted as forward passes)."""
     from .. import graph
